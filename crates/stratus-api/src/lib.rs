@@ -1,0 +1,11 @@
+//! Types of the Stratus public API (`/v1`), shared by the server and the client.
+//!
+//! Everything a client sends or receives is declared here once, so the server, the CLI and
+//! the generated OpenAPI document cannot disagree about a field.
+
+pub mod error;
+pub mod sigv4;
+pub mod types;
+
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use types::*;

@@ -1,0 +1,173 @@
+//! The Stratus control plane: `stratus serve`.
+//!
+//! Layers, each with one job: [`http`] (parse, authenticate, audit, map errors) →
+//! [`app`] (authorization, validation, rules) → [`store`] (SQL, quotas in the same
+//! transaction as the rows they count).
+
+pub mod app;
+pub mod auth;
+pub mod authz;
+pub mod calllog;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod ratelimit;
+pub mod store;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use stratus_api::ScopeType;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+use crate::app::App;
+use crate::auth::{generate_password, hash_password, Authenticator};
+use crate::store::{NewUser, Store};
+
+/// A running control plane.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Stop accepting, finish in-flight requests, and return.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await??;
+        Ok(())
+    }
+
+    /// Serve until the process is told to stop (Ctrl-C or SIGTERM).
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        ctrl_c.await?;
+        tracing::info!("shutting down");
+        self.stop().await
+    }
+}
+
+/// The three separated platform accounts created on first start.
+const BOOTSTRAP_ACCOUNTS: [(&str, &str, &str); 3] = [
+    ("admin", authz::PLATFORM_ADMIN, "Platform administrator (系统管理员)"),
+    ("secadmin", authz::SECURITY_ADMIN, "Security administrator (安全管理员)"),
+    ("auditor", authz::AUDITOR, "Auditor (审计管理员)"),
+];
+
+fn initial_password(cfg: &config::BootstrapConfig, account: &str) -> anyhow::Result<Option<String>> {
+    let (value, file) = match account {
+        "admin" => (&cfg.admin_password, &cfg.admin_password_file),
+        "secadmin" => (&cfg.secadmin_password, &cfg.secadmin_password_file),
+        _ => (&cfg.auditor_password, &cfg.auditor_password_file),
+    };
+    if let Some(v) = value {
+        return Ok(Some(v.clone()));
+    }
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f).with_context(|| format!("bootstrap: cannot read {}", f.display()))?;
+        return Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()));
+    }
+    Ok(None)
+}
+
+/// On an empty store, create the admin, security admin and auditor accounts. Passwords come
+/// from the configuration, or are generated and printed once to standard output.
+async fn bootstrap(store: &Store, cfg: &config::BootstrapConfig) -> anyhow::Result<()> {
+    if store.user_count().await.map_err(|e| anyhow::anyhow!("{e}"))? > 0 {
+        return Ok(());
+    }
+    let policy = store.password_policy_get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut printed = Vec::new();
+    for (name, role, display) in BOOTSTRAP_ACCOUNTS {
+        let password = match initial_password(cfg, name)? {
+            Some(p) => {
+                validate::password(&format!("bootstrap.{name}_password"), &p, &policy, name)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                p
+            }
+            None => {
+                let p = generate_password();
+                printed.push((name, p.clone()));
+                p
+            }
+        };
+        let hash = hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let user = store
+            .user_create(NewUser { name, password_hash: &hash, vdc_id: None, display_name: display, email: "", description: "" })
+            .await
+            .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?;
+        store
+            .grant_create(user.id, role, ScopeType::Platform, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?;
+    }
+    if !printed.is_empty() {
+        println!("Stratus initialised. Initial passwords (shown once; change them with `stratus passwd`):");
+        for (name, p) in printed {
+            println!("  {name:<9} {p}");
+        }
+    }
+    Ok(())
+}
+
+/// Open the store, migrate, bootstrap, bind and start serving in the background.
+pub async fn start(config: Config) -> anyhow::Result<Server> {
+    config.validate()?;
+    tokio::fs::create_dir_all(&config.data_dir)
+        .await
+        .with_context(|| format!("data_dir: cannot create {}", config.data_dir.display()))?;
+    let db = db::Db::connect(&config.database_url(), config.database_max_connections, &config.sqlite_synchronous).await?;
+    let store = Store::new(db);
+    bootstrap(&store, &config.bootstrap).await?;
+    let calls = calllog::CallLog::open(&config.data_dir.join("logs")).await?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listen: cannot bind {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let app = Arc::new(App {
+        store,
+        auth: Authenticator::new(Duration::from_secs(config.auth_cache_secs), config.signature_max_skew_secs, config.region.clone()),
+        limiter: ratelimit::RateLimiter::new(config.rate_limit.requests_per_second, config.rate_limit.burst),
+        metrics: metrics::Metrics::default(),
+        calls,
+        config,
+    });
+    let router = http::router(app.clone());
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    // Expired sessions are pruned hourly.
+    let pruner = app.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            if let Err(e) = pruner.store.token_prune().await {
+                tracing::warn!(error = %e, "cannot prune expired sessions");
+            }
+        }
+    });
+    tracing::info!(%addr, database = app.store.db.backend.as_str(), "Stratus control plane listening");
+    Ok(Server { addr, app, shutdown: tx, task })
+}

@@ -1,0 +1,305 @@
+//! SQL, and nothing else: methods named `<resource>_<verb>`. Authorization happens in the
+//! app layer; the store enforces what the data itself requires (uniqueness, quotas, trees)
+//! inside transactions.
+
+mod access_keys;
+mod audit;
+mod grants;
+mod orgs;
+mod projects;
+mod quotas;
+mod settings;
+mod tokens;
+mod users;
+mod vdcs;
+
+pub use access_keys::AccessKeyRow;
+pub use audit::AuditRecord;
+pub use quotas::QuotaDelta;
+pub use tokens::SessionRow;
+pub use users::{NewUser, UserRow};
+
+use base64::Engine;
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::{Arguments, Row};
+use uuid::Uuid;
+
+use crate::db::Db;
+use crate::error::Error;
+
+#[derive(Clone)]
+pub struct Store {
+    pub db: Db,
+}
+
+impl Store {
+    pub fn new(db: Db) -> Store {
+        Store { db }
+    }
+}
+
+/// Times are stored as fixed-width UTC text (microseconds), which sorts correctly as text.
+pub fn time_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub fn now_text() -> String {
+    time_text(Utc::now())
+}
+
+pub(crate) fn col_str(row: &AnyRow, col: &str) -> Result<String, Error> {
+    row.try_get::<String, _>(col).map_err(Error::from)
+}
+
+pub(crate) fn col_opt_str(row: &AnyRow, col: &str) -> Result<Option<String>, Error> {
+    row.try_get::<Option<String>, _>(col).map_err(Error::from)
+}
+
+pub(crate) fn col_i64(row: &AnyRow, col: &str) -> Result<i64, Error> {
+    row.try_get::<i64, _>(col).map_err(Error::from)
+}
+
+pub(crate) fn col_bool(row: &AnyRow, col: &str) -> Result<bool, Error> {
+    Ok(col_i64(row, col)? != 0)
+}
+
+pub(crate) fn col_uuid(row: &AnyRow, col: &str) -> Result<Uuid, Error> {
+    let s = col_str(row, col)?;
+    Uuid::parse_str(&s).map_err(|e| Error::internal(format!("column {col}: bad uuid {s:?}: {e}")))
+}
+
+pub(crate) fn col_opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>, Error> {
+    match col_opt_str(row, col)? {
+        None => Ok(None),
+        Some(s) if s.is_empty() => Ok(None),
+        Some(s) => Uuid::parse_str(&s)
+            .map(Some)
+            .map_err(|e| Error::internal(format!("column {col}: bad uuid {s:?}: {e}"))),
+    }
+}
+
+pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, Error> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Error::internal(format!("bad stored time {s:?}: {e}")))
+}
+
+pub(crate) fn col_time(row: &AnyRow, col: &str) -> Result<DateTime<Utc>, Error> {
+    parse_time(&col_str(row, col)?)
+}
+
+pub(crate) fn col_opt_time(row: &AnyRow, col: &str) -> Result<Option<DateTime<Utc>>, Error> {
+    col_opt_str(row, col)?.map(|s| parse_time(&s)).transpose()
+}
+
+/// A value bound into a dynamically built query.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+impl From<&str> for Arg {
+    fn from(s: &str) -> Arg {
+        Arg::Text(s.to_string())
+    }
+}
+impl From<String> for Arg {
+    fn from(s: String) -> Arg {
+        Arg::Text(s)
+    }
+}
+impl From<Uuid> for Arg {
+    fn from(u: Uuid) -> Arg {
+        Arg::Text(u.to_string())
+    }
+}
+impl From<i64> for Arg {
+    fn from(i: i64) -> Arg {
+        Arg::Int(i)
+    }
+}
+
+/// A WHERE clause built from fragments written with `?`, renumbered to `$N` at the end.
+#[derive(Debug, Default, Clone)]
+pub struct Conds {
+    parts: Vec<String>,
+    args: Vec<Arg>,
+}
+
+impl Conds {
+    pub fn new() -> Conds {
+        Conds::default()
+    }
+
+    /// Add `fragment` (with one `?` per arg) ANDed with the rest.
+    pub fn and(&mut self, fragment: impl Into<String>, args: impl IntoIterator<Item = Arg>) -> &mut Self {
+        self.parts.push(fragment.into());
+        self.args.extend(args);
+        self
+    }
+
+    /// `col IN (?, ?, …)`; an empty list matches nothing.
+    pub fn in_list(col: &str, n: usize) -> String {
+        if n == 0 {
+            "1 = 0".to_string()
+        } else {
+            format!("{col} IN ({})", vec!["?"; n].join(", "))
+        }
+    }
+
+    /// Render `sql_head WHERE … sql_tail`, numbering the placeholders; returns SQL and args.
+    pub fn render(&self, head: &str, tail: &str, tail_args: Vec<Arg>) -> (String, AnyArguments<'static>) {
+        let mut sql = String::from(head);
+        if !self.parts.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&self.parts.iter().map(|p| format!("({p})")).collect::<Vec<_>>().join(" AND "));
+        }
+        sql.push(' ');
+        sql.push_str(tail);
+        let mut out = String::with_capacity(sql.len() + 16);
+        let mut n = 0;
+        for ch in sql.chars() {
+            if ch == '?' {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            } else {
+                out.push(ch);
+            }
+        }
+        let mut args = AnyArguments::default();
+        for a in self.args.iter().cloned().chain(tail_args) {
+            // Adding a String or i64 to AnyArguments cannot fail.
+            let _ = match a {
+                Arg::Text(s) => args.add(s),
+                Arg::Int(i) => args.add(i),
+            };
+        }
+        (out, args)
+    }
+}
+
+/// Sorting and paging of a list, validated from the request's `sort`, `limit` and `next`.
+#[derive(Debug, Clone)]
+pub struct Paging {
+    pub column: &'static str,
+    pub descending: bool,
+    pub limit: i64,
+    /// (sort value, id) of the last row of the previous page.
+    pub after: Option<(String, String)>,
+}
+
+impl Paging {
+    /// `sortable` lists the columns a client may sort by; the first is the default.
+    pub fn parse(
+        sort: Option<&str>,
+        limit: Option<u32>,
+        next: Option<&str>,
+        sortable: &[&'static str],
+    ) -> Result<Paging, Error> {
+        let limit = match limit {
+            None => 100,
+            Some(n @ 1..=1000) => n as i64,
+            Some(_) => return Err(Error::invalid("limit", "must be between 1 and 1000")),
+        };
+        let (descending, name) = match sort {
+            None => (false, sortable[0]),
+            Some(s) => match s.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, s),
+            },
+        };
+        let column = sortable.iter().copied().find(|c| *c == name).ok_or_else(|| {
+            Error::invalid("sort", &format!("must be one of {} (prefix - to reverse)", sortable.join(", ")))
+        })?;
+        let after = match next {
+            None => None,
+            Some(cursor) => {
+                let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(cursor)
+                    .map_err(|_| Error::invalid("next", "is not a cursor this server issued"))?;
+                let pair: (String, String, String) = serde_json::from_slice(&raw)
+                    .map_err(|_| Error::invalid("next", "is not a cursor this server issued"))?;
+                if pair.0 != column {
+                    return Err(Error::invalid("next", "was issued for another sort order"));
+                }
+                Some((pair.1, pair.2))
+            }
+        };
+        Ok(Paging { column, descending, limit, after })
+    }
+
+    /// Add the cursor condition and return the ORDER BY … LIMIT tail with its argument.
+    pub fn apply(&self, conds: &mut Conds, id_col: &str) -> (String, Vec<Arg>) {
+        let op = if self.descending { "<" } else { ">" };
+        if let Some((v, id)) = &self.after {
+            conds.and(format!("({}, {id_col}) {op} (?, ?)", self.column), [Arg::from(v.as_str()), Arg::from(id.as_str())]);
+        }
+        let dir = if self.descending { "DESC" } else { "ASC" };
+        // One extra row tells whether another page exists.
+        (format!("ORDER BY {} {dir}, {id_col} {dir} LIMIT ?", self.column), vec![Arg::Int(self.limit + 1)])
+    }
+
+    pub fn page<T: Sortable>(&self, items: Vec<T>) -> (Vec<T>, Option<String>) {
+        self.finish(items, |t| (t.sort_value(self.column), t.id_text()))
+    }
+
+    /// Trim the extra row and build the `next` cursor from the last row kept.
+    pub fn finish<T>(&self, mut items: Vec<T>, key: impl Fn(&T) -> (String, String)) -> (Vec<T>, Option<String>) {
+        if items.len() as i64 <= self.limit {
+            return (items, None);
+        }
+        items.truncate(self.limit as usize);
+        let next = items.last().map(|last| {
+            let (v, id) = key(last);
+            let raw = serde_json::to_vec(&(self.column, v, id)).unwrap_or_default();
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+        });
+        (items, next)
+    }
+}
+
+/// `name LIKE ?` matching a literal substring (wildcards in the text are escaped).
+pub const NAME_LIKE: &str = "name LIKE ? ESCAPE '\\'";
+
+pub fn like_contains(text: &str) -> Arg {
+    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    Arg::Text(format!("%{escaped}%"))
+}
+
+/// Objects that lists sort by `name` or `created_at`, then `id`.
+pub trait Sortable {
+    fn sort_value(&self, column: &str) -> String;
+    fn id_text(&self) -> String;
+}
+
+macro_rules! sortable {
+    ($($t:ty),*) => {$(
+        impl Sortable for $t {
+            fn sort_value(&self, column: &str) -> String {
+                match column {
+                    "name" => self.name.clone(),
+                    _ => time_text(self.created_at),
+                }
+            }
+            fn id_text(&self) -> String {
+                self.id.to_string()
+            }
+        }
+    )*};
+}
+sortable!(stratus_api::Organization, stratus_api::Vdc, stratus_api::Project, stratus_api::User);
+
+/// True when the error is a unique-constraint violation (on either backend).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .map(|d| matches!(d.kind(), sqlx::error::ErrorKind::UniqueViolation))
+        .unwrap_or(false)
+}
+
+pub fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .map(|d| matches!(d.kind(), sqlx::error::ErrorKind::ForeignKeyViolation))
+        .unwrap_or(false)
+}
