@@ -1,1 +1,9 @@
+//! The Stratus client: an HTTP client for the `/v1` API (token or signed access-key
+//! requests) and the command-line interface built on it.
 
+pub mod cli;
+pub mod client;
+pub mod output;
+pub mod settings;
+
+pub use client::{Auth, Client, ClientError};

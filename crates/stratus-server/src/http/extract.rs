@@ -68,9 +68,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Path(v)),
-            Err(PathRejection::FailedToDeserializePathParams(e)) => {
-                Err(Error::InvalidInput(format!("id: must be a UUID ({})", e.body_text().rsplit(": ").next().unwrap_or(""))))
-            }
+            Err(PathRejection::FailedToDeserializePathParams(_)) => Err(Error::InvalidInput("id: must be a UUID".into())),
             Err(e) => Err(Error::InvalidInput(format!("path: {}", e.body_text()))),
         }
     }

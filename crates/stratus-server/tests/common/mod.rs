@@ -1,0 +1,139 @@
+//! Test harness: a real control plane on port 0 with a fresh store — SQLite in a temporary
+//! directory, or a new PostgreSQL database when `STRATUS_TEST_DATABASE` holds a server URL.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+use sqlx::Connection;
+use stratus_client::{Auth, Client};
+use stratus_server::{Config, Server};
+use uuid::Uuid;
+
+pub const ADMIN_PW: &str = "Platform-Passw0rd";
+pub const SECADMIN_PW: &str = "Security-Passw0rd";
+pub const AUDITOR_PW: &str = "Checker-Passw0rd";
+pub const USER_PW: &str = "User-Passw0rd1";
+
+pub struct TestServer {
+    pub server: Option<Server>,
+    pub url: String,
+    pub dir: PathBuf,
+}
+
+/// The database setting for a fresh store: `sqlite`, or a new database on the PostgreSQL
+/// server named by `STRATUS_TEST_DATABASE`.
+pub async fn fresh_database() -> String {
+    match std::env::var("STRATUS_TEST_DATABASE") {
+        Ok(base) if base.starts_with("postgres") => {
+            let name = format!("stratus_test_{}", Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&base).await.expect("connect to the test PostgreSQL server");
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+            let (prefix, _) = base.rsplit_once('/').expect("postgres URL with a database name");
+            format!("{prefix}/{name}")
+        }
+        _ => "sqlite".to_string(),
+    }
+}
+
+pub fn test_config(dir: &std::path::Path, database: String) -> Config {
+    let mut cfg = Config::default();
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.data_dir = dir.to_path_buf();
+    cfg.database = database;
+    cfg.sqlite_synchronous = "normal".into();
+    cfg.rate_limit.requests_per_second = 0.0;
+    cfg.bootstrap.admin_password = Some(ADMIN_PW.into());
+    cfg.bootstrap.secadmin_password = Some(SECADMIN_PW.into());
+    cfg.bootstrap.auditor_password = Some(AUDITOR_PW.into());
+    cfg
+}
+
+pub fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("stratus-test-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = temp_dir();
+        let mut cfg = test_config(&dir, fresh_database().await);
+        tweak(&mut cfg);
+        let server = stratus_server::start(cfg).await.expect("server starts");
+        let url = format!("http://{}", server.addr);
+        TestServer { server: Some(server), url, dir }
+    }
+
+    pub fn anon(&self) -> Client {
+        Client::new(&self.url, Auth::None)
+    }
+
+    pub async fn login(&self, name: &str, password: &str) -> Client {
+        let r: Value = self.anon().post("/v1/auth/login", &json!({"name": name, "password": password})).await.unwrap_or_else(|e| panic!("login {name}: {e}"));
+        Client::new(&self.url, Auth::Token(r["token"].as_str().unwrap().to_string()))
+    }
+
+    pub async fn admin(&self) -> Client {
+        self.login("admin", ADMIN_PW).await
+    }
+    pub async fn secadmin(&self) -> Client {
+        self.login("secadmin", SECADMIN_PW).await
+    }
+    pub async fn auditor(&self) -> Client {
+        self.login("auditor", AUDITOR_PW).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop().await.unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_string()
+}
+
+/// Status code of a failed call (panics if it succeeded).
+pub fn status<T: std::fmt::Debug>(r: Result<T, stratus_client::ClientError>) -> u16 {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.status,
+    }
+}
+
+/// A small organization: org → top VDC → child VDC → project.
+pub struct Tree {
+    pub org: String,
+    pub top: String,
+    pub child: String,
+    pub project: String,
+}
+
+pub async fn tree(admin: &Client, name: &str) -> Tree {
+    let org: Value = admin.post("/v1/organizations", &json!({"name": name})).await.unwrap();
+    let top: Value = admin.post("/v1/vdcs", &json!({"org_id": id(&org), "name": "top"})).await.unwrap();
+    let child: Value = admin.post("/v1/vdcs", &json!({"parent_id": id(&top), "name": "child"})).await.unwrap();
+    let project: Value = admin.post("/v1/projects", &json!({"vdc_id": id(&child), "name": "proj"})).await.unwrap();
+    Tree { org: id(&org), top: id(&top), child: id(&child), project: id(&project) }
+}
+
+/// Create a user (as the security admin) in `vdc` and grant `role` on `scope` (vdc or project).
+pub async fn user_with_role(ts: &TestServer, sec: &Client, name: &str, vdc: Option<&str>, role: Option<(&str, &str, &str)>) -> (String, Client) {
+    let u: Value = sec.post("/v1/users", &json!({"name": name, "password": USER_PW, "vdc_id": vdc})).await.unwrap();
+    if let Some((role, scope_type, scope_id)) = role {
+        let body = if scope_type == "platform" {
+            json!({"user_id": id(&u), "role": role, "scope_type": "platform"})
+        } else {
+            json!({"user_id": id(&u), "role": role, "scope_type": scope_type, "scope_id": scope_id})
+        };
+        let _: Value = sec.post("/v1/grants", &body).await.unwrap();
+    }
+    (id(&u), ts.login(name, USER_PW).await)
+}
