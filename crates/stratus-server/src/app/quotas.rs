@@ -47,7 +47,10 @@ pub async fn vdc_quota_update(app: &App, p: &Principal, id: Uuid, b: QuotaUpdate
 
 pub async fn project_quota_update(app: &App, p: &Principal, id: Uuid, b: QuotaUpdate) -> Result<QuotaView> {
     let (_, chain) = app.project_visible(p, id).await?;
-    require(p, Perm::QuotaWrite, &Target::Vdc { chain: &chain }, "project", id)?;
+    if !p.can(Perm::QuotaWrite, &Target::Vdc { chain: &chain }) {
+        // The caller sees the project (or would have had 404 above) but does not manage its VDC.
+        return Err(crate::error::Error::forbidden(format!("setting the quota of project {id} needs quota.write on its VDC")));
+    }
     let limits: Vec<_> = b.limits.into_iter().collect();
     app.store.quota_update(ScopeType::Project, id, &chain, &limits).await?;
     project_quota_view(app, p, id).await
