@@ -65,6 +65,15 @@ pub fn require(p: &Principal, perm: Perm, target: &Target<'_>, what: &str, id: i
     }
 }
 
+/// For an object the caller is known to see: 403 without the permission.
+pub fn require_seen(p: &Principal, perm: Perm, target: &Target<'_>, what: &str, id: impl std::fmt::Display) -> Result<()> {
+    if p.can(perm, target) {
+        Ok(())
+    } else {
+        Err(Error::forbidden(format!("you may not do this to {what} {id} (needs {})", perm.as_str())))
+    }
+}
+
 /// Platform-wide actions: 403 without the permission.
 pub fn require_global(p: &Principal, perm: Perm) -> Result<()> {
     if p.has_global(perm) {

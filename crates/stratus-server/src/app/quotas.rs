@@ -1,7 +1,7 @@
 use stratus_api::{ConsistencyReport, QuotaUpdate, QuotaView, ScopeType};
 use uuid::Uuid;
 
-use super::{require, require_global, App};
+use super::{require_global, require_seen, App};
 use crate::authz::{Perm, Principal, Target};
 use crate::error::Result;
 
@@ -20,14 +20,14 @@ async fn levels(app: &App, owner: (ScopeType, Uuid, String), vdc_chain: &[Uuid])
 
 pub async fn vdc_quota_view(app: &App, p: &Principal, id: Uuid) -> Result<QuotaView> {
     let (vdc, chain) = app.vdc_visible(p, id).await?;
-    require(p, Perm::QuotaRead, &Target::Vdc { chain: &chain }, "VDC", id)?;
+    require_seen(p, Perm::QuotaRead, &Target::Vdc { chain: &chain }, "VDC", id)?;
     let levels = levels(app, (ScopeType::Vdc, id, vdc.name), &chain).await?;
     Ok(QuotaView { levels: app.store.quota_view(&levels).await? })
 }
 
 pub async fn project_quota_view(app: &App, p: &Principal, id: Uuid) -> Result<QuotaView> {
     let (project, chain) = app.project_visible(p, id).await?;
-    require(p, Perm::QuotaRead, &Target::Project { id, chain: &chain }, "project", id)?;
+    require_seen(p, Perm::QuotaRead, &Target::Project { id, chain: &chain }, "project", id)?;
     let levels = levels(app, (ScopeType::Project, id, project.name), &chain).await?;
     Ok(QuotaView { levels: app.store.quota_view(&levels).await? })
 }
@@ -36,7 +36,7 @@ pub async fn project_quota_view(app: &App, p: &Principal, id: Uuid) -> Result<Qu
 pub async fn vdc_quota_update(app: &App, p: &Principal, id: Uuid, b: QuotaUpdate) -> Result<QuotaView> {
     let (_, chain) = app.vdc_visible(p, id).await?;
     if chain.len() > 1 {
-        require(p, Perm::QuotaWrite, &Target::Vdc { chain: &chain[1..] }, "VDC", id)?;
+        require_seen(p, Perm::QuotaWrite, &Target::Vdc { chain: &chain[1..] }, "VDC", id)?;
     } else {
         require_global(p, Perm::QuotaWrite)?;
     }
@@ -47,10 +47,8 @@ pub async fn vdc_quota_update(app: &App, p: &Principal, id: Uuid, b: QuotaUpdate
 
 pub async fn project_quota_update(app: &App, p: &Principal, id: Uuid, b: QuotaUpdate) -> Result<QuotaView> {
     let (_, chain) = app.project_visible(p, id).await?;
-    if !p.can(Perm::QuotaWrite, &Target::Vdc { chain: &chain }) {
-        // The caller sees the project (or would have had 404 above) but does not manage its VDC.
-        return Err(crate::error::Error::forbidden(format!("setting the quota of project {id} needs quota.write on its VDC")));
-    }
+    // Set by whoever manages the project's VDC.
+    require_seen(p, Perm::QuotaWrite, &Target::Vdc { chain: &chain }, "project", id)?;
     let limits: Vec<_> = b.limits.into_iter().collect();
     app.store.quota_update(ScopeType::Project, id, &chain, &limits).await?;
     project_quota_view(app, p, id).await

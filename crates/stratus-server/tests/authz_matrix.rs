@@ -1,0 +1,186 @@
+//! The authorization matrix: every operation of the OpenAPI document, called by every kind
+//! of caller, compared with the golden file `authz_matrix.txt`. An operation missing from
+//! the request table below fails the test, so no endpoint ships without its row.
+//! Regenerate after an intended change with `UPDATE_GOLDEN=1`.
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+use stratus_client::{Auth, Client};
+use uuid::Uuid;
+
+struct Fixture {
+    org: String,
+    child: String,
+    project: String,
+    user: String,
+}
+
+fn uniq(prefix: &str) -> String {
+    format!("{prefix}{}", &Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// The request that exercises `op` on objects in organization A; destructive operations get
+/// a fresh object each time.
+async fn request_for(op: &str, fx: &Fixture, admin: &Client, sec: &Client) -> Option<(Method, String, Option<Value>)> {
+    use Method as M;
+    let fresh_user = || async {
+        let u: Value = sec.post("/v1/users", &json!({"name": uniq("u"), "password": USER_PW, "vdc_id": fx.child})).await.unwrap();
+        id(&u)
+    };
+    Some(match op {
+        "auth_login" => (M::POST, "/v1/auth/login".into(), Some(json!({"name": "admin", "password": ADMIN_PW}))),
+        "auth_logout" => (M::POST, "/v1/auth/logout".into(), None),
+        "auth_whoami" => (M::GET, "/v1/auth/whoami".into(), None),
+        "auth_password_change" => (M::POST, "/v1/auth/password".into(), Some(json!({"current_password": "wrong", "new_password": "Whatever-Passw0rd"}))),
+        "password_policy_view" => (M::GET, "/v1/password-policy".into(), None),
+        "password_policy_update" => (M::PUT, "/v1/password-policy".into(), Some(serde_json::to_value(stratus_api::PasswordPolicy::default()).unwrap())),
+        "org_list" => (M::GET, "/v1/organizations".into(), None),
+        "org_create" => (M::POST, "/v1/organizations".into(), Some(json!({"name": uniq("org")}))),
+        "org_view" => (M::GET, format!("/v1/organizations/{}", fx.org), None),
+        "org_update" => (M::PATCH, format!("/v1/organizations/{}", fx.org), Some(json!({"description": "x"}))),
+        "org_delete" => {
+            let o: Value = admin.post("/v1/organizations", &json!({"name": uniq("gone")})).await.unwrap();
+            (M::DELETE, format!("/v1/organizations/{}", id(&o)), None)
+        }
+        "vdc_list" => (M::GET, "/v1/vdcs".into(), None),
+        "vdc_create" => (M::POST, "/v1/vdcs".into(), Some(json!({"parent_id": fx.child, "name": uniq("v")}))),
+        "vdc_view" => (M::GET, format!("/v1/vdcs/{}", fx.child), None),
+        "vdc_update" => (M::PATCH, format!("/v1/vdcs/{}", fx.child), Some(json!({"description": "x"}))),
+        "vdc_delete" => {
+            let v: Value = admin.post("/v1/vdcs", &json!({"parent_id": fx.child, "name": uniq("gone")})).await.unwrap();
+            (M::DELETE, format!("/v1/vdcs/{}", id(&v)), None)
+        }
+        "vdc_quota_view" => (M::GET, format!("/v1/vdcs/{}/quota", fx.child), None),
+        "vdc_quota_update" => (M::PUT, format!("/v1/vdcs/{}/quota", fx.child), Some(json!({"limits": {"vcpus": null}}))),
+        "project_list" => (M::GET, "/v1/projects".into(), None),
+        "project_create" => (M::POST, "/v1/projects".into(), Some(json!({"vdc_id": fx.child, "name": uniq("p")}))),
+        "project_view" => (M::GET, format!("/v1/projects/{}", fx.project), None),
+        "project_update" => (M::PATCH, format!("/v1/projects/{}", fx.project), Some(json!({"description": "x"}))),
+        "project_delete" => {
+            let p: Value = admin.post("/v1/projects", &json!({"vdc_id": fx.child, "name": uniq("gone")})).await.unwrap();
+            (M::DELETE, format!("/v1/projects/{}", id(&p)), None)
+        }
+        "project_quota_view" => (M::GET, format!("/v1/projects/{}/quota", fx.project), None),
+        "project_quota_update" => (M::PUT, format!("/v1/projects/{}/quota", fx.project), Some(json!({"limits": {"vcpus": null}}))),
+        "user_list" => (M::GET, "/v1/users".into(), None),
+        "user_create" => (M::POST, "/v1/users".into(), Some(json!({"name": uniq("n"), "password": USER_PW, "vdc_id": fx.child}))),
+        "user_view" => (M::GET, format!("/v1/users/{}", fx.user), None),
+        "user_update" => (M::PATCH, format!("/v1/users/{}", fx.user), Some(json!({"description": "x"}))),
+        "user_delete" => (M::DELETE, format!("/v1/users/{}", fresh_user().await), None),
+        "user_password_reset" => (M::POST, format!("/v1/users/{}/password", fx.user), Some(json!({"password": USER_PW}))),
+        "user_unlock" => (M::POST, format!("/v1/users/{}/unlock", fx.user), None),
+        "role_list" => (M::GET, "/v1/roles".into(), None),
+        "grant_list" => (M::GET, "/v1/grants".into(), None),
+        "grant_create" => (
+            M::POST,
+            "/v1/grants".into(),
+            Some(json!({"user_id": fresh_user().await, "role": "viewer", "scope_type": "vdc", "scope_id": fx.child})),
+        ),
+        "grant_delete" => {
+            let g: Value = sec
+                .post("/v1/grants", &json!({"user_id": fresh_user().await, "role": "viewer", "scope_type": "vdc", "scope_id": fx.child}))
+                .await
+                .unwrap();
+            (M::DELETE, format!("/v1/grants/{}", id(&g)), None)
+        }
+        "access_key_list" => (M::GET, "/v1/access-keys".into(), None),
+        "access_key_create" => (M::POST, "/v1/access-keys".into(), Some(json!({}))),
+        "access_key_update" | "access_key_delete" => {
+            // A key of the platform admin's: only its owner and the security admin see it.
+            let keys: Vec<Value> = admin.get("/v1/access-keys", &[]).await.unwrap();
+            for k in keys {
+                admin.delete(&format!("/v1/access-keys/{}", k["id"].as_str().unwrap())).await.unwrap();
+            }
+            let k: Value = admin.post("/v1/access-keys", &json!({})).await.unwrap();
+            let kid = k["access_key"]["id"].as_str().unwrap().to_string();
+            if op == "access_key_update" {
+                (M::PATCH, format!("/v1/access-keys/{kid}"), Some(json!({"description": "x"})))
+            } else {
+                (M::DELETE, format!("/v1/access-keys/{kid}"), None)
+            }
+        }
+        "audit_list" => (M::GET, "/v1/audit-events".into(), None),
+        "audit_export" => (M::GET, "/v1/audit-events/export".into(), None),
+        "quota_consistency_check" => (M::GET, "/v1/system/quota-consistency".into(), None),
+        "health_view" => (M::GET, "/healthz".into(), None),
+        "metrics_view" => (M::GET, "/metrics".into(), None),
+        _ => return None,
+    })
+}
+
+const CALLERS: [&str; 9] = ["anonymous", "platform_admin", "security_admin", "auditor", "vdc_admin", "approver", "member", "viewer", "outsider"];
+
+#[tokio::test]
+async fn authorization_matrix_matches_the_golden_file() {
+    let ts = TestServer::start().await;
+    let admin = ts.admin().await;
+    let sec = ts.secadmin().await;
+    let a = tree(&admin, "A").await;
+    let b = tree(&admin, "B").await;
+    let target: Value = sec.post("/v1/users", &json!({"name": "target", "password": USER_PW, "vdc_id": a.child})).await.unwrap();
+    let fx = Fixture { org: a.org.clone(), child: a.child.clone(), project: a.project.clone(), user: id(&target) };
+    // Callers: name → how to log in.
+    let mut logins: Vec<(&str, Option<(String, String)>)> = vec![
+        ("anonymous", None),
+        ("platform_admin", Some(("admin".into(), ADMIN_PW.into()))),
+        ("security_admin", Some(("secadmin".into(), SECADMIN_PW.into()))),
+        ("auditor", Some(("auditor".into(), AUDITOR_PW.into()))),
+    ];
+    for (caller, role, scope_type, scope, vdc) in [
+        ("vdc_admin", "vdc_admin", "vdc", &a.top, &a.top),
+        ("approver", "approver", "vdc", &a.top, &a.top),
+        ("member", "member", "project", &a.project, &a.child),
+        ("viewer", "viewer", "vdc", &a.top, &a.top),
+        ("outsider", "vdc_admin", "vdc", &b.top, &b.top),
+    ] {
+        user_with_role(&ts, &sec, caller, Some(vdc), Some((role, scope_type, scope))).await;
+        logins.push((caller, Some((caller.to_string(), USER_PW.to_string()))));
+    }
+    let doc = stratus_server::http::openapi();
+    let mut ops: Vec<String> = doc
+        .paths
+        .paths
+        .values()
+        .flat_map(|item| [&item.get, &item.post, &item.put, &item.patch, &item.delete])
+        .filter_map(|o| o.as_ref().and_then(|o| o.operation_id.clone()))
+        .collect();
+    ops.sort();
+    let http = reqwest::Client::new();
+    let mut rows = Vec::new();
+    for op in &ops {
+        let mut row = format!("{op:<26}");
+        for (caller, login) in &logins {
+            // A fresh session per call, so that logout or a password reset cannot leak into the next row.
+            let client = match login {
+                None => Client::new(&ts.url, Auth::None),
+                Some((n, p)) => ts.login(n, p).await,
+            };
+            let (method, path, body) = request_for(op, &fx, &admin, &sec).await.unwrap_or_else(|| {
+                panic!("operation {op} has no row in the authorization matrix: add it to request_for()")
+            });
+            let mut req = http.request(method, format!("{}{}", ts.url, path));
+            if let Auth::Token(t) = &client.auth {
+                req = req.bearer_auth(t);
+            }
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let status = req.send().await.unwrap().status().as_u16();
+            assert!(status < 500, "{op} as {caller}: {status}");
+            row.push_str(&format!(" {:>width$}", status, width = caller.len()));
+        }
+        rows.push(row.trim_end().to_string());
+    }
+    let header = format!("{:<26} {}", "operation", CALLERS.join(" "));
+    let table = format!("{header}\n{}\n", rows.join("\n"));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/authz_matrix.txt");
+    if std::env::var("UPDATE_GOLDEN").is_ok() {
+        std::fs::write(&path, &table).unwrap();
+    }
+    let golden = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(golden == table, "authorization matrix changed; review and rerun with UPDATE_GOLDEN=1.\n--- golden\n{golden}\n--- now\n{table}");
+    ts.stop().await;
+}
