@@ -31,7 +31,9 @@ pub fn uri_encode(input: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(input.len());
     for b in input.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b'/' if keep_slash => out.push('/'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -161,7 +163,13 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
 }
 
 /// The hex signature of `req` at `amz_date` (`YYYYMMDDTHHMMSSZ`) within `scope`.
-pub fn signature(secret: &str, amz_date: &str, region: &str, service: &str, req: &Request<'_>) -> String {
+pub fn signature(
+    secret: &str,
+    amz_date: &str,
+    region: &str,
+    service: &str,
+    req: &Request<'_>,
+) -> String {
     let date = amz_date.get(..8).unwrap_or(amz_date);
     let (creq, _) = canonical_request(req);
     let string_to_sign = format!(
@@ -169,7 +177,10 @@ pub fn signature(secret: &str, amz_date: &str, region: &str, service: &str, req:
         scope(date, region, service),
         sha256_hex(creq.as_bytes())
     );
-    hex::encode(hmac(&signing_key(secret, date, region, service), string_to_sign.as_bytes()))
+    hex::encode(hmac(
+        &signing_key(secret, date, region, service),
+        string_to_sign.as_bytes(),
+    ))
 }
 
 /// The parts of an `Authorization: AWS4-HMAC-SHA256 …` header.
@@ -207,7 +218,9 @@ pub fn parse_authorization(header: &str) -> Result<Authorization, String> {
     let sig = sig.ok_or("authorization: Signature is missing")?;
     let parts: Vec<&str> = credential.split('/').collect();
     if parts.len() != 5 || parts[4] != "aws4_request" || parts[1].len() != 8 {
-        return Err("authorization: Credential must be KEY/YYYYMMDD/REGION/SERVICE/aws4_request".into());
+        return Err(
+            "authorization: Credential must be KEY/YYYYMMDD/REGION/SERVICE/aws4_request".into(),
+        );
     }
     Ok(Authorization {
         access_key: parts[0].to_string(),
@@ -239,7 +252,11 @@ pub fn authorization_header(
 
 /// Constant-time comparison of two signatures.
 pub fn signatures_equal(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 #[cfg(test)]
@@ -268,7 +285,10 @@ mod tests {
             "s3",
             &req,
         );
-        assert_eq!(sig, "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
+        assert_eq!(
+            sig,
+            "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+        );
     }
 
     #[test]
@@ -277,16 +297,25 @@ mod tests {
             method: "POST",
             raw_path: "/v1/projects",
             raw_query: "b=2&a=1",
-            headers: vec![("host".into(), "h".into()), ("x-amz-date".into(), "20260101T000000Z".into())],
+            headers: vec![
+                ("host".into(), "h".into()),
+                ("x-amz-date".into(), "20260101T000000Z".into()),
+            ],
             payload_hash: EMPTY_SHA256,
         };
         let h = authorization_header("AK", "SK", "20260101T000000Z", "r", "stratus", &req);
         let p = parse_authorization(&h).unwrap();
         assert_eq!(p.access_key, "AK");
         assert_eq!(p.signed_headers, vec!["host", "x-amz-date"]);
-        assert_eq!(p.signature, signature("SK", "20260101T000000Z", "r", "stratus", &req));
+        assert_eq!(
+            p.signature,
+            signature("SK", "20260101T000000Z", "r", "stratus", &req)
+        );
         assert!(parse_authorization("Bearer x").is_err());
-        assert!(parse_authorization("AWS4-HMAC-SHA256 Credential=a/b, SignedHeaders=x, Signature=y").is_err());
+        assert!(parse_authorization(
+            "AWS4-HMAC-SHA256 Credential=a/b, SignedHeaders=x, Signature=y"
+        )
+        .is_err());
     }
 
     #[test]

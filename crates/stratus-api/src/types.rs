@@ -257,7 +257,9 @@ pub struct WhoAmI {
 
 // ---------------------------------------------------------------- roles and grants
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ScopeType {
     Platform,
@@ -371,7 +373,9 @@ pub struct AccessKeyFilter {
 // ---------------------------------------------------------------- quotas
 
 /// Every resource kind that quotas limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum QuotaResource {
     Vcpus,

@@ -94,10 +94,24 @@ pub struct Paging {
 #[derive(Debug, Subcommand)]
 pub enum OrgCmd {
     List(#[command(flatten)] Paging),
-    Create { name: String, #[arg(long, default_value = "")] description: String },
-    Show { id: Uuid },
-    Update { id: Uuid, #[arg(long)] name: Option<String>, #[arg(long)] description: Option<String> },
-    Delete { id: Uuid },
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    Show {
+        id: Uuid,
+    },
+    Update {
+        id: Uuid,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    Delete {
+        id: Uuid,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,7 +134,9 @@ pub enum VdcCmd {
         #[arg(long, default_value = "")]
         description: String,
     },
-    Show { id: Uuid },
+    Show {
+        id: Uuid,
+    },
     /// Rename, describe or move (--parent) a VDC.
     Update {
         id: Uuid,
@@ -131,7 +147,9 @@ pub enum VdcCmd {
         #[arg(long)]
         parent: Option<Uuid>,
     },
-    Delete { id: Uuid },
+    Delete {
+        id: Uuid,
+    },
     /// Print the VDC tree you can see, with projects.
     Tree {
         #[arg(long)]
@@ -149,10 +167,26 @@ pub enum ProjectCmd {
         #[command(flatten)]
         paging: Paging,
     },
-    Create { name: String, #[arg(long)] vdc: Uuid, #[arg(long, default_value = "")] description: String },
-    Show { id: Uuid },
-    Update { id: Uuid, #[arg(long)] name: Option<String>, #[arg(long)] description: Option<String> },
-    Delete { id: Uuid },
+    Create {
+        name: String,
+        #[arg(long)]
+        vdc: Uuid,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    Show {
+        id: Uuid,
+    },
+    Update {
+        id: Uuid,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    Delete {
+        id: Uuid,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,7 +209,9 @@ pub enum UserCmd {
         #[arg(long)]
         password_stdin: bool,
     },
-    Show { id: Uuid },
+    Show {
+        id: Uuid,
+    },
     Update {
         id: Uuid,
         #[arg(long)]
@@ -189,11 +225,19 @@ pub enum UserCmd {
         #[arg(long)]
         disable: bool,
     },
-    Delete { id: Uuid },
+    Delete {
+        id: Uuid,
+    },
     /// Set a new password for a user.
-    ResetPassword { id: Uuid, #[arg(long)] password_stdin: bool },
+    ResetPassword {
+        id: Uuid,
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// Lift a lockout.
-    Unlock { id: Uuid },
+    Unlock {
+        id: Uuid,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,7 +264,9 @@ pub enum GrantCmd {
         #[arg(long)]
         project: Option<Uuid>,
     },
-    Delete { id: Uuid },
+    Delete {
+        id: Uuid,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -248,12 +294,24 @@ pub enum QuotaCmd {
 #[derive(Debug, Subcommand)]
 pub enum AccessKeyCmd {
     /// Your keys (or another user's, for the security administrator).
-    List { #[arg(long)] user: Option<Uuid> },
+    List {
+        #[arg(long)]
+        user: Option<Uuid>,
+    },
     /// Create a key; the secret is printed once.
-    Create { #[arg(long, default_value = "")] description: String },
-    Enable { id: String },
-    Disable { id: String },
-    Delete { id: String },
+    Create {
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    Enable {
+        id: String,
+    },
+    Disable {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -359,12 +417,18 @@ impl Out {
             Format::Table => {
                 let rows: Vec<Value> = match v {
                     Value::Array(a) => a.clone(),
-                    Value::Object(o) if o.contains_key("items") => o["items"].as_array().cloned().unwrap_or_default(),
+                    Value::Object(o) if o.contains_key("items") => {
+                        o["items"].as_array().cloned().unwrap_or_default()
+                    }
                     other => {
                         // One object: a two-column field/value table.
                         let rows: Vec<Value> = other
                             .as_object()
-                            .map(|o| o.iter().map(|(k, v)| json!({"field": k, "value": v})).collect())
+                            .map(|o| {
+                                o.iter()
+                                    .map(|(k, v)| json!({"field": k, "value": v}))
+                                    .collect()
+                            })
                             .unwrap_or_default();
                         print!("{}", output::table(&rows, &["field", "value"]));
                         return;
@@ -387,7 +451,12 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
 }
 
 /// Fetch one page or, with `--all`, follow `next` until the end.
-async fn list_pages(c: &Client, path: &str, mut q: Vec<(&'static str, String)>, p: &Paging) -> anyhow::Result<Value> {
+async fn list_pages(
+    c: &Client,
+    path: &str,
+    mut q: Vec<(&'static str, String)>,
+    p: &Paging,
+) -> anyhow::Result<Value> {
     if let Some(l) = p.limit {
         q.push(("limit", l.to_string()));
     }
@@ -427,7 +496,9 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
         settings.endpoint = Some(e.clone());
     }
     let c = Client::new(&settings.endpoint(), settings.auth());
-    let out = Out { format: global.output };
+    let out = Out {
+        format: global.output,
+    };
     const ORG: &[&str] = &["id", "name", "description", "created_at"];
     const VDC: &[&str] = &["id", "name", "level", "parent_id", "org_id"];
     const PROJECT: &[&str] = &["id", "name", "vdc_id", "description"];
@@ -435,20 +506,31 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
     const GRANT: &[&str] = &["id", "user_id", "role", "scope_type", "scope_id"];
     const KEY: &[&str] = &["id", "description", "enabled", "created_at", "last_used_at"];
     match cmd {
-        Command::Login { name, password_stdin } => {
+        Command::Login {
+            name,
+            password_stdin,
+        } => {
             let password = read_secret("Password: ", password_stdin)?;
             let anon = Client::new(&settings.endpoint(), Auth::None);
-            let r: LoginResponse = anon.post("/v1/auth/login", &LoginRequest { name, password }).await?;
+            let r: LoginResponse = anon
+                .post("/v1/auth/login", &LoginRequest { name, password })
+                .await?;
             settings.token = Some(r.token.clone());
             let path = settings.save()?;
-            out.done(&format!("Logged in as {} until {} (token saved in {}).", r.user.name, r.expires_at, path.display()));
+            out.done(&format!(
+                "Logged in as {} until {} (token saved in {}).",
+                r.user.name,
+                r.expires_at,
+                path.display()
+            ));
             if out.format != Format::Table {
                 out.value(&to_value(&r.user), &[]);
             }
         }
         Command::Logout => {
             if matches!(c.auth, Auth::Token(_)) {
-                c.call::<Value>(reqwest::Method::POST, "/v1/auth/logout", &[], None::<&()>).await?;
+                c.call::<Value>(reqwest::Method::POST, "/v1/auth/logout", &[], None::<&()>)
+                    .await?;
             }
             settings.token = None;
             settings.save()?;
@@ -458,7 +540,13 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
             let w: WhoAmI = c.get("/v1/auth/whoami", &[]).await?;
             if out.format == Format::Table {
                 println!("{} ({}) via {}", w.user.name, w.user.id, w.auth_method);
-                print!("{}", output::table(&to_value(&w.grants).as_array().cloned().unwrap_or_default(), GRANT));
+                print!(
+                    "{}",
+                    output::table(
+                        &to_value(&w.grants).as_array().cloned().unwrap_or_default(),
+                        GRANT
+                    )
+                );
             } else {
                 out.value(&to_value(&w), &[]);
             }
@@ -466,20 +554,49 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
         Command::Passwd { stdin } => {
             let current_password = read_secret("Current password: ", stdin)?;
             let new_password = read_secret("New password: ", stdin)?;
-            c.call::<Value>(reqwest::Method::POST, "/v1/auth/password", &[], Some(&PasswordChange { current_password, new_password })).await?;
+            c.call::<Value>(
+                reqwest::Method::POST,
+                "/v1/auth/password",
+                &[],
+                Some(&PasswordChange {
+                    current_password,
+                    new_password,
+                }),
+            )
+            .await?;
             settings.token = None;
             settings.save()?;
             out.done("Password changed; log in again.");
         }
         Command::Org(cmd) => match cmd {
-            OrgCmd::List(p) => out.value(&list_pages(&c, "/v1/organizations", vec![], &p).await?, ORG),
+            OrgCmd::List(p) => {
+                out.value(&list_pages(&c, "/v1/organizations", vec![], &p).await?, ORG)
+            }
             OrgCmd::Create { name, description } => {
-                let o: Organization = c.post("/v1/organizations", &OrganizationCreate { name, description }).await?;
+                let o: Organization = c
+                    .post(
+                        "/v1/organizations",
+                        &OrganizationCreate { name, description },
+                    )
+                    .await?;
                 out.value(&to_value(&o), ORG)
             }
-            OrgCmd::Show { id } => out.value(&c.get::<Value>(&format!("/v1/organizations/{id}"), &[]).await?, ORG),
-            OrgCmd::Update { id, name, description } => {
-                let o: Value = c.patch(&format!("/v1/organizations/{id}"), &OrganizationUpdate { name, description }).await?;
+            OrgCmd::Show { id } => out.value(
+                &c.get::<Value>(&format!("/v1/organizations/{id}"), &[])
+                    .await?,
+                ORG,
+            ),
+            OrgCmd::Update {
+                id,
+                name,
+                description,
+            } => {
+                let o: Value = c
+                    .patch(
+                        &format!("/v1/organizations/{id}"),
+                        &OrganizationUpdate { name, description },
+                    )
+                    .await?;
                 out.value(&o, ORG)
             }
             OrgCmd::Delete { id } => {
@@ -488,18 +605,53 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
             }
         },
         Command::Vdc(cmd) => match cmd {
-            VdcCmd::List { org, parent, paging } => {
+            VdcCmd::List {
+                org,
+                parent,
+                paging,
+            } => {
                 let mut q = opt("org_id", org);
                 q.extend(opt("parent_id", parent));
                 out.value(&list_pages(&c, "/v1/vdcs", q, &paging).await?, VDC)
             }
-            VdcCmd::Create { name, org, parent, description } => {
-                let v: Value = c.post("/v1/vdcs", &VdcCreate { org_id: org, parent_id: parent, name, description }).await?;
+            VdcCmd::Create {
+                name,
+                org,
+                parent,
+                description,
+            } => {
+                let v: Value = c
+                    .post(
+                        "/v1/vdcs",
+                        &VdcCreate {
+                            org_id: org,
+                            parent_id: parent,
+                            name,
+                            description,
+                        },
+                    )
+                    .await?;
                 out.value(&v, VDC)
             }
-            VdcCmd::Show { id } => out.value(&c.get::<Value>(&format!("/v1/vdcs/{id}"), &[]).await?, VDC),
-            VdcCmd::Update { id, name, description, parent } => {
-                let v: Value = c.patch(&format!("/v1/vdcs/{id}"), &VdcUpdate { name, description, parent_id: parent }).await?;
+            VdcCmd::Show { id } => {
+                out.value(&c.get::<Value>(&format!("/v1/vdcs/{id}"), &[]).await?, VDC)
+            }
+            VdcCmd::Update {
+                id,
+                name,
+                description,
+                parent,
+            } => {
+                let v: Value = c
+                    .patch(
+                        &format!("/v1/vdcs/{id}"),
+                        &VdcUpdate {
+                            name,
+                            description,
+                            parent_id: parent,
+                        },
+                    )
+                    .await?;
                 out.value(&v, VDC)
             }
             VdcCmd::Delete { id } => {
@@ -507,10 +659,19 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
                 out.done(&format!("Deleted VDC {id}."))
             }
             VdcCmd::Tree { org } => {
-                let all = Paging { limit: Some(1000), sort: Some("name".into()), name: None, all: true };
-                let vdcs: Vec<Vdc> = serde_json::from_value(list_pages(&c, "/v1/vdcs", opt("org_id", org), &all).await?["items"].clone())?;
-                let projects: Vec<Project> =
-                    serde_json::from_value(list_pages(&c, "/v1/projects", opt("org_id", org), &all).await?["items"].clone())?;
+                let all = Paging {
+                    limit: Some(1000),
+                    sort: Some("name".into()),
+                    name: None,
+                    all: true,
+                };
+                let vdcs: Vec<Vdc> = serde_json::from_value(
+                    list_pages(&c, "/v1/vdcs", opt("org_id", org), &all).await?["items"].clone(),
+                )?;
+                let projects: Vec<Project> = serde_json::from_value(
+                    list_pages(&c, "/v1/projects", opt("org_id", org), &all).await?["items"]
+                        .clone(),
+                )?;
                 if out.format != Format::Table {
                     out.value(&json!({"vdcs": vdcs, "projects": projects}), &[]);
                 } else {
@@ -524,13 +685,38 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
                 q.extend(opt("org_id", org));
                 out.value(&list_pages(&c, "/v1/projects", q, &paging).await?, PROJECT)
             }
-            ProjectCmd::Create { name, vdc, description } => {
-                let v: Value = c.post("/v1/projects", &ProjectCreate { vdc_id: vdc, name, description }).await?;
+            ProjectCmd::Create {
+                name,
+                vdc,
+                description,
+            } => {
+                let v: Value = c
+                    .post(
+                        "/v1/projects",
+                        &ProjectCreate {
+                            vdc_id: vdc,
+                            name,
+                            description,
+                        },
+                    )
+                    .await?;
                 out.value(&v, PROJECT)
             }
-            ProjectCmd::Show { id } => out.value(&c.get::<Value>(&format!("/v1/projects/{id}"), &[]).await?, PROJECT),
-            ProjectCmd::Update { id, name, description } => {
-                let v: Value = c.patch(&format!("/v1/projects/{id}"), &ProjectUpdate { name, description }).await?;
+            ProjectCmd::Show { id } => out.value(
+                &c.get::<Value>(&format!("/v1/projects/{id}"), &[]).await?,
+                PROJECT,
+            ),
+            ProjectCmd::Update {
+                id,
+                name,
+                description,
+            } => {
+                let v: Value = c
+                    .patch(
+                        &format!("/v1/projects/{id}"),
+                        &ProjectUpdate { name, description },
+                    )
+                    .await?;
                 out.value(&v, PROJECT)
             }
             ProjectCmd::Delete { id } => {
@@ -539,16 +725,58 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
             }
         },
         Command::User(cmd) => match cmd {
-            UserCmd::List { vdc, paging } => out.value(&list_pages(&c, "/v1/users", opt("vdc_id", vdc), &paging).await?, USER),
-            UserCmd::Create { name, vdc, display_name, email, password_stdin } => {
+            UserCmd::List { vdc, paging } => out.value(
+                &list_pages(&c, "/v1/users", opt("vdc_id", vdc), &paging).await?,
+                USER,
+            ),
+            UserCmd::Create {
+                name,
+                vdc,
+                display_name,
+                email,
+                password_stdin,
+            } => {
                 let password = read_secret(&format!("Password for {name}: "), password_stdin)?;
-                let body = UserCreate { name, password, vdc_id: vdc, display_name, email, description: String::new() };
+                let body = UserCreate {
+                    name,
+                    password,
+                    vdc_id: vdc,
+                    display_name,
+                    email,
+                    description: String::new(),
+                };
                 out.value(&c.post::<Value>("/v1/users", &body).await?, USER)
             }
-            UserCmd::Show { id } => out.value(&c.get::<Value>(&format!("/v1/users/{id}"), &[]).await?, USER),
-            UserCmd::Update { id, display_name, email, description, enable, disable } => {
-                let enabled = if enable { Some(true) } else if disable { Some(false) } else { None };
-                let v: Value = c.patch(&format!("/v1/users/{id}"), &UserUpdate { display_name, email, description, enabled }).await?;
+            UserCmd::Show { id } => out.value(
+                &c.get::<Value>(&format!("/v1/users/{id}"), &[]).await?,
+                USER,
+            ),
+            UserCmd::Update {
+                id,
+                display_name,
+                email,
+                description,
+                enable,
+                disable,
+            } => {
+                let enabled = if enable {
+                    Some(true)
+                } else if disable {
+                    Some(false)
+                } else {
+                    None
+                };
+                let v: Value = c
+                    .patch(
+                        &format!("/v1/users/{id}"),
+                        &UserUpdate {
+                            display_name,
+                            email,
+                            description,
+                            enabled,
+                        },
+                    )
+                    .await?;
                 out.value(&v, USER)
             }
             UserCmd::Delete { id } => {
@@ -557,28 +785,59 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
             }
             UserCmd::ResetPassword { id, password_stdin } => {
                 let password = read_secret("New password: ", password_stdin)?;
-                c.call::<Value>(reqwest::Method::POST, &format!("/v1/users/{id}/password"), &[], Some(&PasswordReset { password })).await?;
+                c.call::<Value>(
+                    reqwest::Method::POST,
+                    &format!("/v1/users/{id}/password"),
+                    &[],
+                    Some(&PasswordReset { password }),
+                )
+                .await?;
                 out.done("Password reset; the user's sessions have ended.")
             }
             UserCmd::Unlock { id } => {
-                let v: Value = c.call(reqwest::Method::POST, &format!("/v1/users/{id}/unlock"), &[], None::<&()>).await?;
+                let v: Value = c
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("/v1/users/{id}/unlock"),
+                        &[],
+                        None::<&()>,
+                    )
+                    .await?;
                 out.value(&v, USER)
             }
         },
-        Command::Role(RoleCmd::List) => out.value(&c.get::<Value>("/v1/roles", &[]).await?, &["name", "scopes", "description"]),
+        Command::Role(RoleCmd::List) => out.value(
+            &c.get::<Value>("/v1/roles", &[]).await?,
+            &["name", "scopes", "description"],
+        ),
         Command::Grant(cmd) => match cmd {
             GrantCmd::List { user, scope } => {
                 let mut q = opt("user_id", user);
                 q.extend(opt("scope_id", scope));
                 out.value(&c.get::<Value>("/v1/grants", &q).await?, GRANT)
             }
-            GrantCmd::Create { user, role, vdc, project } => {
+            GrantCmd::Create {
+                user,
+                role,
+                vdc,
+                project,
+            } => {
                 let (scope_type, scope_id) = match (vdc, project) {
                     (Some(v), _) => (ScopeType::Vdc, Some(v)),
                     (_, Some(p)) => (ScopeType::Project, Some(p)),
                     _ => (ScopeType::Platform, None),
                 };
-                let v: Value = c.post("/v1/grants", &GrantCreate { user_id: user, role, scope_type, scope_id }).await?;
+                let v: Value = c
+                    .post(
+                        "/v1/grants",
+                        &GrantCreate {
+                            user_id: user,
+                            role,
+                            scope_type,
+                            scope_id,
+                        },
+                    )
+                    .await?;
                 out.value(&v, GRANT)
             }
             GrantCmd::Delete { id } => {
@@ -598,7 +857,15 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
             };
             let view: QuotaView = match limits {
                 None => c.get(&path, &[]).await?,
-                Some(limits) => c.put(&path, &QuotaUpdate { limits: parse_limits(&limits)? }).await?,
+                Some(limits) => {
+                    c.put(
+                        &path,
+                        &QuotaUpdate {
+                            limits: parse_limits(&limits)?,
+                        },
+                    )
+                    .await?
+                }
             };
             if out.format == Format::Table {
                 print!("{}", render_quota(&view));
@@ -607,9 +874,15 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
             }
         }
         Command::Accesskey(cmd) => match cmd {
-            AccessKeyCmd::List { user } => out.value(&c.get::<Value>("/v1/access-keys", &opt("user_id", user)).await?, KEY),
+            AccessKeyCmd::List { user } => out.value(
+                &c.get::<Value>("/v1/access-keys", &opt("user_id", user))
+                    .await?,
+                KEY,
+            ),
             AccessKeyCmd::Create { description } => {
-                let k: AccessKeyCreated = c.post("/v1/access-keys", &AccessKeyCreate { description }).await?;
+                let k: AccessKeyCreated = c
+                    .post("/v1/access-keys", &AccessKeyCreate { description })
+                    .await?;
                 if out.format == Format::Table {
                     println!("Access key: {}\nSecret key: {}\nThe secret is shown only now; store it safely.", k.access_key.id, k.secret_access_key);
                 } else {
@@ -617,11 +890,27 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
                 }
             }
             AccessKeyCmd::Enable { id } => {
-                let v: Value = c.patch(&format!("/v1/access-keys/{id}"), &AccessKeyUpdate { enabled: Some(true), description: None }).await?;
+                let v: Value = c
+                    .patch(
+                        &format!("/v1/access-keys/{id}"),
+                        &AccessKeyUpdate {
+                            enabled: Some(true),
+                            description: None,
+                        },
+                    )
+                    .await?;
                 out.value(&v, KEY)
             }
             AccessKeyCmd::Disable { id } => {
-                let v: Value = c.patch(&format!("/v1/access-keys/{id}"), &AccessKeyUpdate { enabled: Some(false), description: None }).await?;
+                let v: Value = c
+                    .patch(
+                        &format!("/v1/access-keys/{id}"),
+                        &AccessKeyUpdate {
+                            enabled: Some(false),
+                            description: None,
+                        },
+                    )
+                    .await?;
                 out.value(&v, KEY)
             }
             AccessKeyCmd::Delete { id } => {
@@ -634,12 +923,35 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
                 let mut q = filter.query();
                 q.push(("limit", limit.to_string()));
                 let page: Value = c.get("/v1/audit-events", &q).await?;
-                out.value(&page, &["at", "user_name", "source_ip", "operation", "object_id", "result", "status", "duration_ms"])
+                out.value(
+                    &page,
+                    &[
+                        "at",
+                        "user_name",
+                        "source_ip",
+                        "operation",
+                        "object_id",
+                        "result",
+                        "status",
+                        "duration_ms",
+                    ],
+                )
             }
             AuditCmd::Export { filter, file } => {
-                let raw = c.send_raw(reqwest::Method::GET, "/v1/audit-events/export", &filter.query(), None).await?;
+                let raw = c
+                    .send_raw(
+                        reqwest::Method::GET,
+                        "/v1/audit-events/export",
+                        &filter.query(),
+                        None,
+                    )
+                    .await?;
                 if raw.status >= 300 {
-                    anyhow::bail!("export refused (HTTP {}): {}", raw.status, String::from_utf8_lossy(&raw.body));
+                    anyhow::bail!(
+                        "export refused (HTTP {}): {}",
+                        raw.status,
+                        String::from_utf8_lossy(&raw.body)
+                    );
                 }
                 match file {
                     Some(f) => {
@@ -678,8 +990,21 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
         Command::Check => {
             let r: ConsistencyReport = c.get("/v1/system/quota-consistency", &[]).await?;
             if out.format == Format::Table {
-                println!("{} counters checked, {} mismatches", r.counters_checked, r.mismatches.len());
-                print!("{}", output::table(&to_value(&r.mismatches).as_array().cloned().unwrap_or_default(), &["scope_id", "resource", "recorded", "actual"]));
+                println!(
+                    "{} counters checked, {} mismatches",
+                    r.counters_checked,
+                    r.mismatches.len()
+                );
+                print!(
+                    "{}",
+                    output::table(
+                        &to_value(&r.mismatches)
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default(),
+                        &["scope_id", "resource", "recorded", "actual"]
+                    )
+                );
             } else {
                 out.value(&to_value(&r), &[]);
             }
@@ -695,12 +1020,21 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
 pub fn parse_limits(args: &[String]) -> anyhow::Result<BTreeMap<QuotaResource, Option<i64>>> {
     let mut out = BTreeMap::new();
     for a in args {
-        let (k, v) = a.split_once('=').ok_or_else(|| anyhow::anyhow!("{a}: write RESOURCE=N or RESOURCE=unlimited"))?;
+        let (k, v) = a
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("{a}: write RESOURCE=N or RESOURCE=unlimited"))?;
         let r = QuotaResource::parse(k).ok_or_else(|| {
             let names: Vec<&str> = QuotaResource::ALL.iter().map(|r| r.as_str()).collect();
             anyhow::anyhow!("{k}: unknown resource; one of {}", names.join(", "))
         })?;
-        let n = if v == "unlimited" { None } else { Some(v.parse::<i64>().map_err(|_| anyhow::anyhow!("{k}: {v} is not a number"))?) };
+        let n = if v == "unlimited" {
+            None
+        } else {
+            Some(
+                v.parse::<i64>()
+                    .map_err(|_| anyhow::anyhow!("{k}: {v} is not a number"))?,
+            )
+        };
         out.insert(r, n);
     }
     Ok(out)
@@ -709,7 +1043,12 @@ pub fn parse_limits(args: &[String]) -> anyhow::Result<BTreeMap<QuotaResource, O
 fn render_quota(view: &QuotaView) -> String {
     let mut out = String::new();
     for level in &view.levels {
-        out.push_str(&format!("{} {} ({})\n", level.scope_type.as_str(), level.name, level.scope_id));
+        out.push_str(&format!(
+            "{} {} ({})\n",
+            level.scope_type.as_str(),
+            level.name,
+            level.scope_id
+        ));
         let rows: Vec<Value> = level
             .lines
             .iter()
@@ -737,16 +1076,33 @@ pub fn render_tree(vdcs: &[Vdc], projects: &[Project]) -> String {
     let mut out = String::new();
     fn walk(out: &mut String, vdcs: &[Vdc], projects: &[Project], parent: Uuid, depth: usize) {
         for p in projects.iter().filter(|p| p.vdc_id == parent) {
-            out.push_str(&format!("{}• {} (project {})\n", "  ".repeat(depth), p.name, p.id));
+            out.push_str(&format!(
+                "{}• {} (project {})\n",
+                "  ".repeat(depth),
+                p.name,
+                p.id
+            ));
         }
         for v in vdcs.iter().filter(|v| v.parent_id == Some(parent)) {
-            out.push_str(&format!("{}{} (VDC L{} {})\n", "  ".repeat(depth), v.name, v.level, v.id));
+            out.push_str(&format!(
+                "{}{} (VDC L{} {})\n",
+                "  ".repeat(depth),
+                v.name,
+                v.level,
+                v.id
+            ));
             walk(out, vdcs, projects, v.id, depth + 1);
         }
     }
     // Roots: top-level VDCs, or the highest VDCs the caller can see.
-    for root in vdcs.iter().filter(|v| v.parent_id.is_none_or(|p| !ids.contains(&p))) {
-        out.push_str(&format!("{} (VDC L{} {})\n", root.name, root.level, root.id));
+    for root in vdcs
+        .iter()
+        .filter(|v| v.parent_id.is_none_or(|p| !ids.contains(&p)))
+    {
+        out.push_str(&format!(
+            "{} (VDC L{} {})\n",
+            root.name, root.level, root.id
+        ));
         walk(&mut out, vdcs, projects, root.id, 1);
     }
     out

@@ -11,7 +11,11 @@ pub enum Auth {
     None,
     Token(String),
     /// Requests signed with AWS4-HMAC-SHA256, service `stratus`.
-    Key { access_key: String, secret_key: String, region: String },
+    Key {
+        access_key: String,
+        secret_key: String,
+        region: String,
+    },
 }
 
 /// An error the server answered with, or a transport failure (status 0).
@@ -53,13 +57,29 @@ pub struct RawResponse {
 
 impl Client {
     pub fn new(endpoint: &str, auth: Auth) -> Client {
-        Client { endpoint: endpoint.trim_end_matches('/').to_string(), auth, http: reqwest::Client::new() }
+        Client {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            auth,
+            http: reqwest::Client::new(),
+        }
     }
 
     /// Send a request; `query` pairs are URL-encoded; the body is JSON when given.
-    pub async fn send_raw(&self, method: Method, path: &str, query: &[(&str, String)], body: Option<Vec<u8>>) -> Result<RawResponse, ClientError> {
-        let transport = |e: String| ClientError { status: 0, code: "transport".into(), message: e, request_id: String::new() };
-        let mut url = url::Url::parse(&format!("{}{}", self.endpoint, path)).map_err(|e| transport(format!("endpoint: {e}")))?;
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<RawResponse, ClientError> {
+        let transport = |e: String| ClientError {
+            status: 0,
+            code: "transport".into(),
+            message: e,
+            request_id: String::new(),
+        };
+        let mut url = url::Url::parse(&format!("{}{}", self.endpoint, path))
+            .map_err(|e| transport(format!("endpoint: {e}")))?;
         if !query.is_empty() {
             let mut q = url.query_pairs_mut();
             for (k, v) in query {
@@ -74,7 +94,11 @@ impl Client {
         match &self.auth {
             Auth::None => {}
             Auth::Token(t) => req = req.bearer_auth(t),
-            Auth::Key { access_key, secret_key, region } => {
+            Auth::Key {
+                access_key,
+                secret_key,
+                region,
+            } => {
                 let host = match url.port() {
                     Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
                     None => url.host_str().unwrap_or_default().to_string(),
@@ -92,26 +116,52 @@ impl Client {
                     ],
                     payload_hash: &payload_hash,
                 };
-                let authz = sigv4::authorization_header(access_key, secret_key, &amz_date, region, "stratus", &signed);
-                req = req.header("x-amz-date", amz_date).header("x-amz-content-sha256", payload_hash.clone()).header("authorization", authz);
+                let authz = sigv4::authorization_header(
+                    access_key, secret_key, &amz_date, region, "stratus", &signed,
+                );
+                req = req
+                    .header("x-amz-date", amz_date)
+                    .header("x-amz-content-sha256", payload_hash.clone())
+                    .header("authorization", authz);
             }
         }
-        let resp = req.body(body).send().await.map_err(|e| transport(format!("cannot reach {}: {e}", self.endpoint)))?;
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport(format!("cannot reach {}: {e}", self.endpoint)))?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| transport(format!("reading the answer: {e}")))?.to_vec();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| transport(format!("reading the answer: {e}")))?
+            .to_vec();
         Ok(RawResponse { status, body })
     }
 
     /// Send and decode; a non-2xx answer becomes a [`ClientError`].
-    pub async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, query: &[(&str, String)], body: Option<&impl Serialize>) -> Result<T, ClientError> {
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&impl Serialize>,
+    ) -> Result<T, ClientError> {
         let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
         let raw = self.send_raw(method, path, query, bytes).await?;
-        let text = if raw.body.is_empty() { b"null".to_vec() } else { raw.body };
+        let text = if raw.body.is_empty() {
+            b"null".to_vec()
+        } else {
+            raw.body
+        };
         if raw.status >= 300 {
             return Err(match serde_json::from_slice::<ErrorBody>(&text) {
                 Ok(e) => ClientError {
                     status: raw.status,
-                    code: serde_json::to_value(e.error.code).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                    code: serde_json::to_value(e.error.code)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
                     message: e.error.message,
                     request_id: e.error.request_id,
                 },
@@ -131,19 +181,37 @@ impl Client {
         })
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ClientError> {
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ClientError> {
         self.call(Method::GET, path, query, None::<&()>).await
     }
-    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, ClientError> {
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ClientError> {
         self.call(Method::POST, path, &[], Some(body)).await
     }
-    pub async fn put<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, ClientError> {
+    pub async fn put<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ClientError> {
         self.call(Method::PUT, path, &[], Some(body)).await
     }
-    pub async fn patch<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, ClientError> {
+    pub async fn patch<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ClientError> {
         self.call(Method::PATCH, path, &[], Some(body)).await
     }
     pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
-        self.call::<serde_json::Value>(Method::DELETE, path, &[], None::<&()>).await.map(|_| ())
+        self.call::<serde_json::Value>(Method::DELETE, path, &[], None::<&()>)
+            .await
+            .map(|_| ())
     }
 }

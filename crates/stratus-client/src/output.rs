@@ -22,7 +22,12 @@ fn cell(v: &Value) -> String {
 pub fn table(rows: &[Value], columns: &[&str]) -> String {
     let grid: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| columns.iter().map(|c| cell(r.pointer(&format!("/{c}")).unwrap_or(&Value::Null))).collect())
+        .map(|r| {
+            columns
+                .iter()
+                .map(|c| cell(r.pointer(&format!("/{c}")).unwrap_or(&Value::Null)))
+                .collect()
+        })
         .collect();
     let mut widths: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
     for row in &grid {
@@ -35,12 +40,23 @@ pub fn table(rows: &[Value], columns: &[&str]) -> String {
         let parts: Vec<String> = cells
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("{c}{}", " ".repeat(widths[i].saturating_sub(display_width(c)))))
+            .map(|(i, c)| {
+                format!(
+                    "{c}{}",
+                    " ".repeat(widths[i].saturating_sub(display_width(c)))
+                )
+            })
             .collect();
         out.push_str(parts.join("  ").trim_end());
         out.push('\n');
     };
-    line(columns.iter().map(|c| c.to_uppercase().replace('/', "_")).collect(), &mut out);
+    line(
+        columns
+            .iter()
+            .map(|c| c.to_uppercase().replace('/', "_"))
+            .collect(),
+        &mut out,
+    );
     for row in grid {
         line(row, &mut out);
     }
@@ -49,7 +65,15 @@ pub fn table(rows: &[Value], columns: &[&str]) -> String {
 
 /// CJK characters take two terminal columns.
 fn display_width(s: &str) -> usize {
-    s.chars().map(|c| if ('\u{1100}'..='\u{ffdc}').contains(&c) && !c.is_ascii() { 2 } else { 1 }).sum()
+    s.chars()
+        .map(|c| {
+            if ('\u{1100}'..='\u{ffdc}').contains(&c) && !c.is_ascii() {
+                2
+            } else {
+                1
+            }
+        })
+        .sum()
 }
 
 /// YAML for a JSON value; strings are double-quoted (JSON escapes are valid YAML).
@@ -118,7 +142,13 @@ mod tests {
 
     #[test]
     fn table_aligns_wide_characters() {
-        let rows = vec![json!({"name": "数字", "id": 1}), json!({"name": "ab", "id": 2})];
-        assert_eq!(table(&rows, &["name", "id"]), "NAME  ID\n数字  1\nab    2\n");
+        let rows = vec![
+            json!({"name": "数字", "id": 1}),
+            json!({"name": "ab", "id": 2}),
+        ];
+        assert_eq!(
+            table(&rows, &["name", "id"]),
+            "NAME  ID\n数字  1\nab    2\n"
+        );
     }
 }

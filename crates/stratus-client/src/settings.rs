@@ -25,7 +25,9 @@ pub fn path() -> PathBuf {
     }
     let base = std::env::var("XDG_CONFIG_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".config"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".config")
+        });
     base.join("stratus").join("config.toml")
 }
 
@@ -33,7 +35,9 @@ impl Settings {
     pub fn load() -> anyhow::Result<Settings> {
         let p = path();
         let mut s = match std::fs::read_to_string(&p) {
-            Ok(text) => toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+            Ok(text) => {
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+            }
             Err(_) => Settings::default(),
         };
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -63,7 +67,9 @@ impl Settings {
     }
 
     pub fn endpoint(&self) -> String {
-        self.endpoint.clone().unwrap_or_else(|| DEFAULT_ENDPOINT.to_string())
+        self.endpoint
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string())
     }
 
     /// Access keys win over a stored token when both are present.

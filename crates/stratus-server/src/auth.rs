@@ -30,7 +30,8 @@ pub fn hash_password(pw: &str) -> Result<String> {
 }
 
 pub fn verify_password(pw: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(pw.as_bytes(), &h).is_ok())
+    PasswordHash::new(hash)
+        .is_ok_and(|h| Argon2::default().verify_password(pw.as_bytes(), &h).is_ok())
 }
 
 /// Random bytes as URL-safe base64.
@@ -51,7 +52,10 @@ pub fn new_access_key_id() -> String {
     let mut buf = [0u8; 18];
     rand::rngs::OsRng.fill_bytes(&mut buf);
     let mut id = String::from("AK");
-    id.extend(buf.iter().map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char));
+    id.extend(
+        buf.iter()
+            .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char),
+    );
     id
 }
 
@@ -108,13 +112,25 @@ impl Authenticator {
         }
     }
 
-    pub async fn principal_load(store: &Store, user_id: Uuid, method: &'static str) -> Result<Option<Principal>> {
-        let Some(user) = store.user_get(user_id).await? else { return Ok(None) };
+    pub async fn principal_load(
+        store: &Store,
+        user_id: Uuid,
+        method: &'static str,
+    ) -> Result<Option<Principal>> {
+        let Some(user) = store.user_get(user_id).await? else {
+            return Ok(None);
+        };
         if !user.user.enabled {
             return Ok(None);
         }
         let grants = store.grant_refs_for_user(user_id).await?;
-        Ok(Some(Principal { user_id, name: user.user.name, vdc_id: user.user.vdc_id, grants, auth_method: method }))
+        Ok(Some(Principal {
+            user_id,
+            name: user.user.name,
+            vdc_id: user.user.vdc_id,
+            grants,
+            auth_method: method,
+        }))
     }
 
     pub async fn bearer(&self, store: &Store, token: &str) -> Result<Principal> {
@@ -126,19 +142,29 @@ impl Authenticator {
                 }
             }
         }
-        let unauth = || Error::Unauthenticated("the token is invalid, expired or revoked; log in again".into());
+        let unauth = || {
+            Error::Unauthenticated("the token is invalid, expired or revoked; log in again".into())
+        };
         let session = store.token_get(&hash).await?.ok_or_else(unauth)?;
         let now = Utc::now();
         if session.revoked || session.expires_at <= now {
             return Err(unauth());
         }
-        let principal = Self::principal_load(store, session.user_id, "token").await?.ok_or_else(unauth)?;
+        let principal = Self::principal_load(store, session.user_id, "token")
+            .await?
+            .ok_or_else(unauth)?;
         let left = (session.expires_at - now).to_std().unwrap_or_default();
         if let Ok(mut t) = self.tokens.lock() {
             if t.len() > 100_000 {
                 t.clear();
             }
-            t.insert(hash, Cached { principal: principal.clone(), valid_until: Instant::now() + self.ttl.min(left) });
+            t.insert(
+                hash,
+                Cached {
+                    principal: principal.clone(),
+                    valid_until: Instant::now() + self.ttl.min(left),
+                },
+            );
         }
         Ok(principal)
     }
@@ -148,34 +174,49 @@ impl Authenticator {
         let unauth = |m: &str| Error::Unauthenticated(m.to_string());
         let auth = sigv4::parse_authorization(r.authorization).map_err(|m| unauth(&m))?;
         if auth.service != "stratus" {
-            return Err(unauth("authorization: the credential scope's service must be \"stratus\""));
+            return Err(unauth(
+                "authorization: the credential scope's service must be \"stratus\"",
+            ));
         }
         if auth.region != self.region {
-            return Err(unauth(&format!("authorization: the credential scope's region must be {:?}", self.region)));
+            return Err(unauth(&format!(
+                "authorization: the credential scope's region must be {:?}",
+                self.region
+            )));
         }
         for required in ["host", "x-amz-date", "x-amz-content-sha256"] {
             if !auth.signed_headers.iter().any(|h| h == required) {
-                return Err(unauth(&format!("authorization: SignedHeaders must include {required}")));
+                return Err(unauth(&format!(
+                    "authorization: SignedHeaders must include {required}"
+                )));
             }
         }
         let header = |name: &str| r.headers.get(name).and_then(|v| v.to_str().ok());
-        let amz_date = header("x-amz-date").ok_or_else(|| unauth("x-amz-date: header is missing"))?;
+        let amz_date =
+            header("x-amz-date").ok_or_else(|| unauth("x-amz-date: header is missing"))?;
         let when = NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
             .map_err(|_| unauth("x-amz-date: must look like 20260101T120000Z"))?
             .and_utc();
         if (Utc::now() - when).abs() > self.max_skew {
-            return Err(unauth("x-amz-date: the request time is too far from the server's clock"));
+            return Err(unauth(
+                "x-amz-date: the request time is too far from the server's clock",
+            ));
         }
         if !amz_date.starts_with(&auth.date) {
-            return Err(unauth("authorization: the credential date does not match x-amz-date"));
+            return Err(unauth(
+                "authorization: the credential date does not match x-amz-date",
+            ));
         }
-        let claimed = header("x-amz-content-sha256").ok_or_else(|| unauth("x-amz-content-sha256: header is missing"))?;
+        let claimed = header("x-amz-content-sha256")
+            .ok_or_else(|| unauth("x-amz-content-sha256: header is missing"))?;
         if claimed != sigv4::sha256_hex(r.body) {
             return Err(unauth("x-amz-content-sha256: does not match the body"));
         }
         let mut signed = Vec::with_capacity(auth.signed_headers.len());
         for name in &auth.signed_headers {
-            let v = header(name).ok_or_else(|| unauth(&format!("authorization: signed header {name} is missing")))?;
+            let v = header(name).ok_or_else(|| {
+                unauth(&format!("authorization: signed header {name} is missing"))
+            })?;
             signed.push((name.clone(), v.to_string()));
         }
         let key = store
@@ -204,12 +245,20 @@ impl Authenticator {
     fn remember_signature(&self, sig: &str) -> Result<()> {
         let now = Instant::now();
         let keep = self.max_skew.to_std().unwrap_or(Duration::from_secs(900)) * 2;
-        let mut seen = self.seen_signatures.lock().map_err(|_| Error::internal("signature cache poisoned"))?;
+        let mut seen = self
+            .seen_signatures
+            .lock()
+            .map_err(|_| Error::internal("signature cache poisoned"))?;
         if seen.len() > 10_000 {
             seen.retain(|_, t| now.duration_since(*t) < keep);
         }
-        if seen.insert(sig.to_string(), now).is_some_and(|t| now.duration_since(t) < keep) {
-            return Err(Error::Unauthenticated("this signed request was already used (replay)".into()));
+        if seen
+            .insert(sig.to_string(), now)
+            .is_some_and(|t| now.duration_since(t) < keep)
+        {
+            return Err(Error::Unauthenticated(
+                "this signed request was already used (replay)".into(),
+            ));
         }
         Ok(())
     }

@@ -152,8 +152,15 @@ pub fn role_view(r: &RoleDef) -> Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GrantScope {
     Platform,
-    Vdc { id: Uuid, org_id: Uuid },
-    Project { id: Uuid, vdc_id: Uuid, org_id: Uuid },
+    Vdc {
+        id: Uuid,
+        org_id: Uuid,
+    },
+    Project {
+        id: Uuid,
+        vdc_id: Uuid,
+        org_id: Uuid,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -167,9 +174,14 @@ pub struct GrantRef {
 pub enum Target<'a> {
     Platform,
     /// A VDC or something owned by it; `chain` is the VDC and its ancestors.
-    Vdc { chain: &'a [Uuid] },
+    Vdc {
+        chain: &'a [Uuid],
+    },
     /// A project or something owned by it; `chain` is its VDC and that VDC's ancestors.
-    Project { id: Uuid, chain: &'a [Uuid] },
+    Project {
+        id: Uuid,
+        chain: &'a [Uuid],
+    },
 }
 
 /// The set of scopes where a permission holds, for filtering lists in SQL.
@@ -201,7 +213,9 @@ pub struct Principal {
 
 impl Principal {
     pub fn has_global(&self, p: Perm) -> bool {
-        self.grants.iter().any(|g| g.scope == GrantScope::Platform && g.role.perms.contains(&p))
+        self.grants
+            .iter()
+            .any(|g| g.scope == GrantScope::Platform && g.role.perms.contains(&p))
     }
 
     pub fn can(&self, p: Perm, target: &Target<'_>) -> bool {
@@ -209,10 +223,13 @@ impl Principal {
             g.role.perms.contains(&p)
                 && match (&g.scope, target) {
                     (GrantScope::Platform, _) => true,
-                    (GrantScope::Vdc { id, .. }, Target::Vdc { chain } | Target::Project { chain, .. }) => {
-                        chain.contains(id)
+                    (
+                        GrantScope::Vdc { id, .. },
+                        Target::Vdc { chain } | Target::Project { chain, .. },
+                    ) => chain.contains(id),
+                    (GrantScope::Project { id, .. }, Target::Project { id: target, .. }) => {
+                        id == target
                     }
-                    (GrantScope::Project { id, .. }, Target::Project { id: target, .. }) => id == target,
                     _ => false,
                 }
         })
@@ -260,18 +277,45 @@ mod tests {
 
     #[test]
     fn vdc_grant_inherits_downward_only() {
-        let (top, mid, leaf, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (top, mid, leaf, other) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
         let p = Principal {
             user_id: Uuid::new_v4(),
             name: "u".into(),
             vdc_id: None,
-            grants: vec![GrantRef { role: role("member").unwrap(), scope: GrantScope::Vdc { id: mid, org_id: other } }],
+            grants: vec![GrantRef {
+                role: role("member").unwrap(),
+                scope: GrantScope::Vdc {
+                    id: mid,
+                    org_id: other,
+                },
+            }],
             auth_method: "token",
         };
-        assert!(p.can(ResourceWrite, &Target::Vdc { chain: &[leaf, mid, top] }));
-        assert!(p.can(ResourceWrite, &Target::Project { id: other, chain: &[mid, top] }));
+        assert!(p.can(
+            ResourceWrite,
+            &Target::Vdc {
+                chain: &[leaf, mid, top]
+            }
+        ));
+        assert!(p.can(
+            ResourceWrite,
+            &Target::Project {
+                id: other,
+                chain: &[mid, top]
+            }
+        ));
         assert!(!p.can(ResourceWrite, &Target::Vdc { chain: &[top] }));
-        assert!(!p.can(VdcWrite, &Target::Vdc { chain: &[leaf, mid, top] }));
+        assert!(!p.can(
+            VdcWrite,
+            &Target::Vdc {
+                chain: &[leaf, mid, top]
+            }
+        ));
         assert!(!p.can(ResourceRead, &Target::Platform));
     }
 }

@@ -13,7 +13,13 @@ pub struct CallLog {
     tx: mpsc::Sender<String>,
 }
 
-const SECRET_FIELDS: [&str; 5] = ["password", "current_password", "new_password", "secret_access_key", "token"];
+const SECRET_FIELDS: [&str; 5] = [
+    "password",
+    "current_password",
+    "new_password",
+    "secret_access_key",
+    "token",
+];
 
 /// Mask secret fields of a JSON body; non-JSON bodies are summarised by size.
 pub fn redact(body: &[u8]) -> Value {
@@ -48,7 +54,11 @@ fn mask(v: &mut Value) {
 impl CallLog {
     pub async fn open(dir: &Path) -> anyhow::Result<CallLog> {
         tokio::fs::create_dir_all(dir).await?;
-        let mut file = tokio::fs::OpenOptions::new().create(true).append(true).open(dir.join("api-calls.jsonl")).await?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("api-calls.jsonl"))
+            .await?;
         let (tx, mut rx) = mpsc::channel::<String>(10_000);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -79,7 +89,13 @@ mod tests {
     #[test]
     fn masks_secrets_at_any_depth() {
         let v = super::redact(br#"{"name":"a","password":"x","inner":[{"token":"t"}]}"#);
-        assert_eq!(v.to_string(), r#"{"inner":[{"token":"***"}],"name":"a","password":"***"}"#);
-        assert_eq!(super::redact(b"\xff"), serde_json::json!("<1 bytes, not JSON>"));
+        assert_eq!(
+            v.to_string(),
+            r#"{"inner":[{"token":"***"}],"name":"a","password":"***"}"#
+        );
+        assert_eq!(
+            super::redact(b"\xff"),
+            serde_json::json!("<1 bytes, not JSON>")
+        );
     }
 }

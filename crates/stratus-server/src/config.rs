@@ -59,7 +59,10 @@ pub struct BootstrapConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        RateLimitConfig { requests_per_second: 50.0, burst: 200.0 }
+        RateLimitConfig {
+            requests_per_second: 50.0,
+            burst: 200.0,
+        }
     }
 }
 
@@ -92,11 +95,20 @@ impl Config {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
-            matches!(self.sqlite_synchronous.as_str(), "full" | "normal" | "extra"),
+            matches!(
+                self.sqlite_synchronous.as_str(),
+                "full" | "normal" | "extra"
+            ),
             "sqlite_synchronous: must be full, normal or extra"
         );
-        anyhow::ensure!(self.max_body_bytes >= 1024, "max_body_bytes: must be at least 1024");
-        anyhow::ensure!(self.database_max_connections >= 1, "database_max_connections: must be at least 1");
+        anyhow::ensure!(
+            self.max_body_bytes >= 1024,
+            "max_body_bytes: must be at least 1024"
+        );
+        anyhow::ensure!(
+            self.database_max_connections >= 1,
+            "database_max_connections: must be at least 1"
+        );
         anyhow::ensure!(
             self.rate_limit.requests_per_second >= 0.0 && self.rate_limit.burst >= 1.0,
             "rate_limit: requests_per_second must be >= 0 and burst >= 1"
@@ -108,7 +120,10 @@ impl Config {
     /// The store URL the database setting stands for.
     pub fn database_url(&self) -> String {
         if self.database == "sqlite" {
-            format!("sqlite://{}?mode=rwc", self.data_dir.join("stratus.db").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("stratus.db").display()
+            )
         } else {
             self.database.clone()
         }

@@ -51,18 +51,27 @@ const MIGRATIONS: &[Migration] = &[Migration {
 }];
 
 /// Per-connection SQLite settings; only the writer switches the file to WAL.
-async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection, synchronous: String, writer: bool) -> Result<(), sqlx::Error> {
+async fn sqlite_pragmas(
+    conn: &mut sqlx::AnyConnection,
+    synchronous: String,
+    writer: bool,
+) -> Result<(), sqlx::Error> {
     conn.execute("PRAGMA busy_timeout = 10000").await?;
     conn.execute("PRAGMA foreign_keys = ON").await?;
     if writer {
         conn.execute("PRAGMA journal_mode = WAL").await?;
     }
-    conn.execute(format!("PRAGMA synchronous = {synchronous}").as_str()).await?;
+    conn.execute(format!("PRAGMA synchronous = {synchronous}").as_str())
+        .await?;
     Ok(())
 }
 
 impl Db {
-    pub async fn connect(url: &str, max_connections: u32, sqlite_synchronous: &str) -> anyhow::Result<Db> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        sqlite_synchronous: &str,
+    ) -> anyhow::Result<Db> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -79,7 +88,9 @@ impl Db {
                 let write = AnyPoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(Duration::from_secs(60))
-                    .after_connect(move |conn, _| Box::pin(sqlite_pragmas(conn, sync.clone(), true)))
+                    .after_connect(move |conn, _| {
+                        Box::pin(sqlite_pragmas(conn, sync.clone(), true))
+                    })
                     .connect_with(opts.clone())
                     .await
                     .context("database: cannot open SQLite store")?;
@@ -87,11 +98,17 @@ impl Db {
                 let read = AnyPoolOptions::new()
                     .max_connections(max_connections.clamp(1, 8))
                     .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(move |conn, _| Box::pin(sqlite_pragmas(conn, sync_r.clone(), false)))
+                    .after_connect(move |conn, _| {
+                        Box::pin(sqlite_pragmas(conn, sync_r.clone(), false))
+                    })
                     .connect_with(opts)
                     .await
                     .context("database: cannot open SQLite store for reading")?;
-                Db { backend, write, read }
+                Db {
+                    backend,
+                    write,
+                    read,
+                }
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -100,7 +117,11 @@ impl Db {
                     .connect_with(opts)
                     .await
                     .context("database: cannot connect to PostgreSQL")?;
-                Db { backend, write: pool.clone(), read: pool }
+                Db {
+                    backend,
+                    write: pool.clone(),
+                    read: pool,
+                }
             }
         };
         db.migrate().await?;
@@ -118,10 +139,11 @@ impl Db {
             .context("migrations: cannot create schema_migrations")?;
         for m in MIGRATIONS {
             let mut tx = self.write.begin().await?;
-            let done: Option<(i64,)> = sqlx::query_as("SELECT version FROM schema_migrations WHERE version = $1")
-                .bind(m.version)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let done: Option<(i64,)> =
+                sqlx::query_as("SELECT version FROM schema_migrations WHERE version = $1")
+                    .bind(m.version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if done.is_some() {
                 continue;
             }
@@ -132,12 +154,14 @@ impl Db {
             tx.execute(sql)
                 .await
                 .with_context(|| format!("migration {} ({}) failed", m.version, m.name))?;
-            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-                .bind(m.version)
-                .bind(m.name)
-                .bind(crate::store::now_text())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(crate::store::now_text())
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             tracing::info!(version = m.version, name = m.name, "applied migration");
         }

@@ -95,11 +95,19 @@ impl IntoResponse for Error {
             tracing::error!(request_id, detail, "internal error");
         }
         let message = self.to_string();
-        let body = ErrorBody { error: ErrorDetail { code, message: message.clone(), request_id } };
-        let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: message.clone(),
+                request_id,
+            },
+        };
+        let status =
+            StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, axum::Json(body)).into_response();
         if let Error::RateLimited(secs) = self {
-            resp.headers_mut().insert("retry-after", HeaderValue::from(secs));
+            resp.headers_mut()
+                .insert("retry-after", HeaderValue::from(secs));
         }
         // The message travels to the audit and call logs with the response.
         resp.extensions_mut().insert(ErrorMessage(message));

@@ -52,7 +52,8 @@ impl Server {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}
@@ -67,12 +68,23 @@ impl Server {
 
 /// The three separated platform accounts created on first start.
 const BOOTSTRAP_ACCOUNTS: [(&str, &str, &str); 3] = [
-    ("admin", authz::PLATFORM_ADMIN, "Platform administrator (系统管理员)"),
-    ("secadmin", authz::SECURITY_ADMIN, "Security administrator (安全管理员)"),
+    (
+        "admin",
+        authz::PLATFORM_ADMIN,
+        "Platform administrator (系统管理员)",
+    ),
+    (
+        "secadmin",
+        authz::SECURITY_ADMIN,
+        "Security administrator (安全管理员)",
+    ),
     ("auditor", authz::AUDITOR, "Auditor (审计管理员)"),
 ];
 
-fn initial_password(cfg: &config::BootstrapConfig, account: &str) -> anyhow::Result<Option<String>> {
+fn initial_password(
+    cfg: &config::BootstrapConfig,
+    account: &str,
+) -> anyhow::Result<Option<String>> {
     let (value, file) = match account {
         "admin" => (&cfg.admin_password, &cfg.admin_password_file),
         "secadmin" => (&cfg.secadmin_password, &cfg.secadmin_password_file),
@@ -82,7 +94,8 @@ fn initial_password(cfg: &config::BootstrapConfig, account: &str) -> anyhow::Res
         return Ok(Some(v.clone()));
     }
     if let Some(f) = file {
-        let text = std::fs::read_to_string(f).with_context(|| format!("bootstrap: cannot read {}", f.display()))?;
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("bootstrap: cannot read {}", f.display()))?;
         return Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()));
     }
     Ok(None)
@@ -91,10 +104,18 @@ fn initial_password(cfg: &config::BootstrapConfig, account: &str) -> anyhow::Res
 /// On an empty store, create the admin, security admin and auditor accounts. Passwords come
 /// from the configuration, or are generated and printed once to standard output.
 async fn bootstrap(store: &Store, cfg: &config::BootstrapConfig) -> anyhow::Result<()> {
-    if store.user_count().await.map_err(|e| anyhow::anyhow!("{e}"))? > 0 {
+    if store
+        .user_count()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        > 0
+    {
         return Ok(());
     }
-    let policy = store.password_policy_get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let policy = store
+        .password_policy_get()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut printed = Vec::new();
     for (name, role, display) in BOOTSTRAP_ACCOUNTS {
         let password = match initial_password(cfg, name)? {
@@ -111,7 +132,14 @@ async fn bootstrap(store: &Store, cfg: &config::BootstrapConfig) -> anyhow::Resu
         };
         let hash = hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
         let user = store
-            .user_create(NewUser { name, password_hash: &hash, vdc_id: None, display_name: display, email: "", description: "" })
+            .user_create(NewUser {
+                name,
+                password_hash: &hash,
+                vdc_id: None,
+                display_name: display,
+                email: "",
+                description: "",
+            })
             .await
             .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?;
         store
@@ -134,16 +162,30 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     tokio::fs::create_dir_all(&config.data_dir)
         .await
         .with_context(|| format!("data_dir: cannot create {}", config.data_dir.display()))?;
-    let db = db::Db::connect(&config.database_url(), config.database_max_connections, &config.sqlite_synchronous).await?;
+    let db = db::Db::connect(
+        &config.database_url(),
+        config.database_max_connections,
+        &config.sqlite_synchronous,
+    )
+    .await?;
     let store = Store::new(db);
     bootstrap(&store, &config.bootstrap).await?;
     let calls = calllog::CallLog::open(&config.data_dir.join("logs")).await?;
-    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listen: cannot bind {}", config.listen))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listen: cannot bind {}", config.listen))?;
     let addr = listener.local_addr()?;
     let app = Arc::new(App {
         store,
-        auth: Authenticator::new(Duration::from_secs(config.auth_cache_secs), config.signature_max_skew_secs, config.region.clone()),
-        limiter: ratelimit::RateLimiter::new(config.rate_limit.requests_per_second, config.rate_limit.burst),
+        auth: Authenticator::new(
+            Duration::from_secs(config.auth_cache_secs),
+            config.signature_max_skew_secs,
+            config.region.clone(),
+        ),
+        limiter: ratelimit::RateLimiter::new(
+            config.rate_limit.requests_per_second,
+            config.rate_limit.burst,
+        ),
         metrics: metrics::Metrics::default(),
         calls,
         config,
@@ -151,11 +193,14 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let router = http::router(app.clone());
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            })
-            .await
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        })
+        .await
     });
     // Expired sessions are pruned hourly.
     let pruner = app.clone();
@@ -169,5 +214,10 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         }
     });
     tracing::info!(%addr, database = app.store.db.backend.as_str(), "Stratus control plane listening");
-    Ok(Server { addr, app, shutdown: tx, task })
+    Ok(Server {
+        addr,
+        app,
+        shutdown: tx,
+        task,
+    })
 }

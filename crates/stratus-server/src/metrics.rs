@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 
-const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -42,7 +44,10 @@ impl Metrics {
         out.push_str("# TYPE stratus_http_requests_total counter\n");
         if let Ok(r) = self.requests.lock() {
             for ((op, status), n) in r.iter() {
-                let _ = writeln!(out, "stratus_http_requests_total{{operation=\"{op}\",status=\"{status}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "stratus_http_requests_total{{operation=\"{op}\",status=\"{status}\"}} {n}"
+                );
             }
         }
         out.push_str("# HELP stratus_http_request_duration_seconds Time to answer a request, by operation.\n");
@@ -57,8 +62,16 @@ impl Metrics {
                     );
                 }
                 let _ = writeln!(out, "stratus_http_request_duration_seconds_bucket{{operation=\"{op}\",le=\"+Inf\"}} {}", h.count);
-                let _ = writeln!(out, "stratus_http_request_duration_seconds_sum{{operation=\"{op}\"}} {}", h.sum);
-                let _ = writeln!(out, "stratus_http_request_duration_seconds_count{{operation=\"{op}\"}} {}", h.count);
+                let _ = writeln!(
+                    out,
+                    "stratus_http_request_duration_seconds_sum{{operation=\"{op}\"}} {}",
+                    h.sum
+                );
+                let _ = writeln!(
+                    out,
+                    "stratus_http_request_duration_seconds_count{{operation=\"{op}\"}} {}",
+                    h.count
+                );
             }
         }
         out

@@ -13,7 +13,11 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(rate: f64, burst: f64) -> RateLimiter {
-        RateLimiter { rate, burst, buckets: Mutex::new(HashMap::new()) }
+        RateLimiter {
+            rate,
+            burst,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Take one token for `account`; on refusal, the seconds until one is available.
@@ -22,13 +26,19 @@ impl RateLimiter {
             return Ok(());
         }
         let now = Instant::now();
-        let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Ok(());
+        };
         if buckets.len() > 100_000 {
             // Full buckets carry no information; drop them.
             let (rate, burst) = (self.rate, self.burst);
-            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
+            });
         }
-        let (tokens, at) = buckets.entry(account.to_string()).or_insert((self.burst, now));
+        let (tokens, at) = buckets
+            .entry(account.to_string())
+            .or_insert((self.burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
         *at = now;
         if *tokens >= 1.0 {

@@ -6,7 +6,13 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-async fn raw(ts: &TestServer, token: &str, method: reqwest::Method, path: &str, body: &str) -> (u16, Value, reqwest::header::HeaderMap) {
+async fn raw(
+    ts: &TestServer,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: &str,
+) -> (u16, Value, reqwest::header::HeaderMap) {
     let r = reqwest::Client::new()
         .request(method, format!("{}{}", ts.url, path))
         .header("authorization", format!("Bearer {token}"))
@@ -18,11 +24,22 @@ async fn raw(ts: &TestServer, token: &str, method: reqwest::Method, path: &str, 
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers)
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        headers,
+    )
 }
 
 async fn token(ts: &TestServer) -> String {
-    let r: Value = ts.anon().post("/v1/auth/login", &json!({"name": "admin", "password": ADMIN_PW})).await.unwrap();
+    let r: Value = ts
+        .anon()
+        .post(
+            "/v1/auth/login",
+            &json!({"name": "admin", "password": ADMIN_PW}),
+        )
+        .await
+        .unwrap();
     r["token"].as_str().unwrap().to_string()
 }
 
@@ -53,27 +70,63 @@ async fn bad_input_gets_a_4xx_naming_the_field_and_writes_nothing() {
         assert_eq!(status, want, "{path} {body}: {v}");
         assert_eq!(v["error"]["code"], "invalid_input", "{v}");
         let m = v["error"]["message"].as_str().unwrap();
-        assert!(m.contains(msg), "{path} {body}: {m:?} should contain {msg:?}");
+        assert!(
+            m.contains(msg),
+            "{path} {body}: {m:?} should contain {msg:?}"
+        );
         assert_eq!(v["error"]["request_id"].as_str().unwrap().len(), 32);
     }
     // Path ids, query values and sort keys.
     let (s, v, _) = raw(&ts, &tok, reqwest::Method::GET, "/v1/vdcs/123", "").await;
-    assert_eq!((s, v["error"]["message"].as_str().unwrap()), (400, "id: must be a UUID"));
+    assert_eq!(
+        (s, v["error"]["message"].as_str().unwrap()),
+        (400, "id: must be a UUID")
+    );
     let (s, v, _) = raw(&ts, &tok, reqwest::Method::GET, "/v1/projects?limit=0", "").await;
-    assert_eq!((s, v["error"]["message"].as_str().unwrap()), (400, "limit: must be between 1 and 1000"));
-    let (s, v, _) = raw(&ts, &tok, reqwest::Method::GET, "/v1/projects?limit=abc", "").await;
+    assert_eq!(
+        (s, v["error"]["message"].as_str().unwrap()),
+        (400, "limit: must be between 1 and 1000")
+    );
+    let (s, v, _) = raw(
+        &ts,
+        &tok,
+        reqwest::Method::GET,
+        "/v1/projects?limit=abc",
+        "",
+    )
+    .await;
     assert_eq!(s, 400, "{v}");
-    let (s, v, _) = raw(&ts, &tok, reqwest::Method::GET, "/v1/projects?sort=password", "").await;
+    let (s, v, _) = raw(
+        &ts,
+        &tok,
+        reqwest::Method::GET,
+        "/v1/projects?sort=password",
+        "",
+    )
+    .await;
     assert!(s == 400 && v["error"]["message"].as_str().unwrap().starts_with("sort:"));
-    let (s, v, _) = raw(&ts, &tok, reqwest::Method::GET, "/v1/projects?next=garbage", "").await;
+    let (s, v, _) = raw(
+        &ts,
+        &tok,
+        reqwest::Method::GET,
+        "/v1/projects?next=garbage",
+        "",
+    )
+    .await;
     assert!(s == 400 && v["error"]["message"].as_str().unwrap().starts_with("next:"));
     // Too large a body: 413, whatever its content.
     let big = format!("{{\"name\":\"{}\"}}", "x".repeat(2 << 20));
     let (s, v, _) = raw(&ts, &tok, post.clone(), "/v1/organizations", &big).await;
-    assert_eq!((s, v["error"]["code"].as_str().unwrap()), (413, "payload_too_large"));
+    assert_eq!(
+        (s, v["error"]["code"].as_str().unwrap()),
+        (413, "payload_too_large")
+    );
     // Unknown paths and methods answer with the same body.
     let (s, v, _) = raw(&ts, &tok, reqwest::Method::GET, "/v1/nothing", "").await;
-    assert_eq!((s, v["error"]["code"].as_str().unwrap()), (404, "not_found"));
+    assert_eq!(
+        (s, v["error"]["code"].as_str().unwrap()),
+        (404, "not_found")
+    );
     let (s, _, _) = raw(&ts, &tok, reqwest::Method::PUT, "/v1/organizations", "").await;
     assert_eq!(s, 405);
     // None of it wrote anything.
@@ -90,17 +143,43 @@ async fn duplicate_names_conflict_and_lists_page_sort_and_filter() {
     let ts = TestServer::start().await;
     let admin = ts.admin().await;
     let t = tree(&admin, "org").await;
-    let e = admin.post::<Value>("/v1/organizations", &json!({"name": "org"})).await.unwrap_err();
+    let e = admin
+        .post::<Value>("/v1/organizations", &json!({"name": "org"}))
+        .await
+        .unwrap_err();
     assert_eq!(e.status, 409);
-    assert_eq!(status(admin.post::<Value>("/v1/projects", &json!({"vdc_id": t.child, "name": "proj"})).await), 409);
+    assert_eq!(
+        status(
+            admin
+                .post::<Value>("/v1/projects", &json!({"vdc_id": t.child, "name": "proj"}))
+                .await
+        ),
+        409
+    );
     for i in 0..25 {
-        let _: Value = admin.post("/v1/projects", &json!({"vdc_id": t.top, "name": format!("p{i:02}")})).await.unwrap();
+        let _: Value = admin
+            .post(
+                "/v1/projects",
+                &json!({"vdc_id": t.top, "name": format!("p{i:02}")}),
+            )
+            .await
+            .unwrap();
     }
     let mut seen = Vec::new();
-    let mut q = vec![("vdc_id", t.top.clone()), ("limit", "10".to_string()), ("sort", "-name".to_string())];
+    let mut q = vec![
+        ("vdc_id", t.top.clone()),
+        ("limit", "10".to_string()),
+        ("sort", "-name".to_string()),
+    ];
     loop {
         let page: Value = admin.get("/v1/projects", &q).await.unwrap();
-        seen.extend(page["items"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()));
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap().to_string()),
+        );
         match page["next"].as_str() {
             Some(n) => {
                 q.retain(|(k, _)| *k != "next");
@@ -111,11 +190,24 @@ async fn duplicate_names_conflict_and_lists_page_sort_and_filter() {
     }
     let mut want: Vec<String> = (0..25).map(|i| format!("p{i:02}")).collect();
     want.reverse();
-    assert_eq!(seen, want, "three pages, descending by name, no duplicates or gaps");
-    let found: Value = admin.get("/v1/projects", &[("name", "p1".to_string())]).await.unwrap();
+    assert_eq!(
+        seen, want,
+        "three pages, descending by name, no duplicates or gaps"
+    );
+    let found: Value = admin
+        .get("/v1/projects", &[("name", "p1".to_string())])
+        .await
+        .unwrap();
     assert_eq!(found["items"].as_array().unwrap().len(), 10);
-    let literal: Value = admin.get("/v1/projects", &[("name", "%".to_string())]).await.unwrap();
-    assert_eq!(literal["items"], json!([]), "wildcards in the filter are literal");
+    let literal: Value = admin
+        .get("/v1/projects", &[("name", "%".to_string())])
+        .await
+        .unwrap();
+    assert_eq!(
+        literal["items"],
+        json!([]),
+        "wildcards in the filter are literal"
+    );
     ts.stop().await;
 }
 
@@ -132,7 +224,10 @@ async fn openapi_document_matches_the_committed_file() {
         "openapi/stratus.json is stale: run `UPDATE_OPENAPI=1 cargo nextest run -p stratus-server openapi` and commit it"
     );
     let doc: Value = serde_json::from_str(&generated).unwrap();
-    assert_eq!(doc["paths"]["/v1/projects"]["post"]["operationId"], "project_create");
+    assert_eq!(
+        doc["paths"]["/v1/projects"]["post"]["operationId"],
+        "project_create"
+    );
 }
 
 #[tokio::test]
@@ -143,11 +238,32 @@ async fn health_metrics_and_request_ids() {
     assert!(r.headers().get("x-request-id").is_some());
     let h: Value = r.json().await.unwrap();
     assert_eq!(h["status"], "ok");
-    let _ = ts.admin().await.get::<Value>("/v1/organizations", &[]).await.unwrap();
-    let m = reqwest::get(format!("{}/metrics", ts.url)).await.unwrap().text().await.unwrap();
-    assert!(m.contains("stratus_http_requests_total{operation=\"org_list\",status=\"200\"} 1"), "{m}");
-    assert!(m.contains("stratus_http_request_duration_seconds_count{operation=\"auth_login\"} 1"), "{m}");
-    let doc: Value = reqwest::get(format!("{}/openapi.json", ts.url)).await.unwrap().json().await.unwrap();
+    let _ = ts
+        .admin()
+        .await
+        .get::<Value>("/v1/organizations", &[])
+        .await
+        .unwrap();
+    let m = reqwest::get(format!("{}/metrics", ts.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("stratus_http_requests_total{operation=\"org_list\",status=\"200\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("stratus_http_request_duration_seconds_count{operation=\"auth_login\"} 1"),
+        "{m}"
+    );
+    let doc: Value = reqwest::get(format!("{}/openapi.json", ts.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(doc["info"]["title"], "Stratus API");
     ts.stop().await;
 }
@@ -171,21 +287,50 @@ async fn rate_limit_answers_429_with_retry_after_per_account() {
     assert_eq!((e.status, e.code.as_str()), (429, "rate_limited"));
     let r = reqwest::Client::new()
         .get(format!("{}/v1/organizations", ts.url))
-        .header("authorization", match &admin.auth { stratus_client::Auth::Token(t) => format!("Bearer {t}"), _ => unreachable!() })
+        .header(
+            "authorization",
+            match &admin.auth {
+                stratus_client::Auth::Token(t) => format!("Bearer {t}"),
+                _ => unreachable!(),
+            },
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 429);
-    assert!(r.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(
+        r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
     // Another account is not affected.
-    let _: Value = ts.auditor().await.get("/v1/audit-events", &[]).await.unwrap();
+    let _: Value = ts
+        .auditor()
+        .await
+        .get("/v1/audit-events", &[])
+        .await
+        .unwrap();
     // The API call log names the operation, account, status and duration of each call.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let log = std::fs::read_to_string(ts.dir.join("logs/api-calls.jsonl")).unwrap();
-    let entries: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(entries.iter().any(|e| e["operation"] == "org_list" && e["account"] == "admin" && e["status"] == 429));
-    let login = entries.iter().find(|e| e["operation"] == "auth_login").unwrap();
-    assert_eq!(login["request"]["password"], "***", "secrets are masked in the call log");
+    let entries: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(entries
+        .iter()
+        .any(|e| e["operation"] == "org_list" && e["account"] == "admin" && e["status"] == 429));
+    let login = entries
+        .iter()
+        .find(|e| e["operation"] == "auth_login")
+        .unwrap();
+    assert_eq!(
+        login["request"]["password"], "***",
+        "secrets are masked in the call log"
+    );
     assert!(login["duration_ms"].as_f64().unwrap() > 0.0);
     ts.stop().await;
 }

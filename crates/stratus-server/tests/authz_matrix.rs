@@ -24,60 +24,144 @@ fn uniq(prefix: &str) -> String {
 
 /// The request that exercises `op` on objects in organization A; destructive operations get
 /// a fresh object each time.
-async fn request_for(op: &str, fx: &Fixture, admin: &Client, sec: &Client) -> Option<(Method, String, Option<Value>)> {
+async fn request_for(
+    op: &str,
+    fx: &Fixture,
+    admin: &Client,
+    sec: &Client,
+) -> Option<(Method, String, Option<Value>)> {
     use Method as M;
     let fresh_user = || async {
-        let u: Value = sec.post("/v1/users", &json!({"name": uniq("u"), "password": USER_PW, "vdc_id": fx.child})).await.unwrap();
+        let u: Value = sec
+            .post(
+                "/v1/users",
+                &json!({"name": uniq("u"), "password": USER_PW, "vdc_id": fx.child}),
+            )
+            .await
+            .unwrap();
         id(&u)
     };
     Some(match op {
-        "auth_login" => (M::POST, "/v1/auth/login".into(), Some(json!({"name": "admin", "password": ADMIN_PW}))),
+        "auth_login" => (
+            M::POST,
+            "/v1/auth/login".into(),
+            Some(json!({"name": "admin", "password": ADMIN_PW})),
+        ),
         "auth_logout" => (M::POST, "/v1/auth/logout".into(), None),
         "auth_whoami" => (M::GET, "/v1/auth/whoami".into(), None),
-        "auth_password_change" => (M::POST, "/v1/auth/password".into(), Some(json!({"current_password": "wrong", "new_password": "Whatever-Passw0rd"}))),
+        "auth_password_change" => (
+            M::POST,
+            "/v1/auth/password".into(),
+            Some(json!({"current_password": "wrong", "new_password": "Whatever-Passw0rd"})),
+        ),
         "password_policy_view" => (M::GET, "/v1/password-policy".into(), None),
-        "password_policy_update" => (M::PUT, "/v1/password-policy".into(), Some(serde_json::to_value(stratus_api::PasswordPolicy::default()).unwrap())),
+        "password_policy_update" => (
+            M::PUT,
+            "/v1/password-policy".into(),
+            Some(serde_json::to_value(stratus_api::PasswordPolicy::default()).unwrap()),
+        ),
         "org_list" => (M::GET, "/v1/organizations".into(), None),
-        "org_create" => (M::POST, "/v1/organizations".into(), Some(json!({"name": uniq("org")}))),
+        "org_create" => (
+            M::POST,
+            "/v1/organizations".into(),
+            Some(json!({"name": uniq("org")})),
+        ),
         "org_view" => (M::GET, format!("/v1/organizations/{}", fx.org), None),
-        "org_update" => (M::PATCH, format!("/v1/organizations/{}", fx.org), Some(json!({"description": "x"}))),
+        "org_update" => (
+            M::PATCH,
+            format!("/v1/organizations/{}", fx.org),
+            Some(json!({"description": "x"})),
+        ),
         "org_delete" => {
-            let o: Value = admin.post("/v1/organizations", &json!({"name": uniq("gone")})).await.unwrap();
+            let o: Value = admin
+                .post("/v1/organizations", &json!({"name": uniq("gone")}))
+                .await
+                .unwrap();
             (M::DELETE, format!("/v1/organizations/{}", id(&o)), None)
         }
         "vdc_list" => (M::GET, "/v1/vdcs".into(), None),
-        "vdc_create" => (M::POST, "/v1/vdcs".into(), Some(json!({"parent_id": fx.child, "name": uniq("v")}))),
+        "vdc_create" => (
+            M::POST,
+            "/v1/vdcs".into(),
+            Some(json!({"parent_id": fx.child, "name": uniq("v")})),
+        ),
         "vdc_view" => (M::GET, format!("/v1/vdcs/{}", fx.child), None),
-        "vdc_update" => (M::PATCH, format!("/v1/vdcs/{}", fx.child), Some(json!({"description": "x"}))),
+        "vdc_update" => (
+            M::PATCH,
+            format!("/v1/vdcs/{}", fx.child),
+            Some(json!({"description": "x"})),
+        ),
         "vdc_delete" => {
-            let v: Value = admin.post("/v1/vdcs", &json!({"parent_id": fx.child, "name": uniq("gone")})).await.unwrap();
+            let v: Value = admin
+                .post(
+                    "/v1/vdcs",
+                    &json!({"parent_id": fx.child, "name": uniq("gone")}),
+                )
+                .await
+                .unwrap();
             (M::DELETE, format!("/v1/vdcs/{}", id(&v)), None)
         }
         "vdc_quota_view" => (M::GET, format!("/v1/vdcs/{}/quota", fx.child), None),
-        "vdc_quota_update" => (M::PUT, format!("/v1/vdcs/{}/quota", fx.child), Some(json!({"limits": {"vcpus": null}}))),
+        "vdc_quota_update" => (
+            M::PUT,
+            format!("/v1/vdcs/{}/quota", fx.child),
+            Some(json!({"limits": {"vcpus": null}})),
+        ),
         "project_list" => (M::GET, "/v1/projects".into(), None),
-        "project_create" => (M::POST, "/v1/projects".into(), Some(json!({"vdc_id": fx.child, "name": uniq("p")}))),
+        "project_create" => (
+            M::POST,
+            "/v1/projects".into(),
+            Some(json!({"vdc_id": fx.child, "name": uniq("p")})),
+        ),
         "project_view" => (M::GET, format!("/v1/projects/{}", fx.project), None),
-        "project_update" => (M::PATCH, format!("/v1/projects/{}", fx.project), Some(json!({"description": "x"}))),
+        "project_update" => (
+            M::PATCH,
+            format!("/v1/projects/{}", fx.project),
+            Some(json!({"description": "x"})),
+        ),
         "project_delete" => {
-            let p: Value = admin.post("/v1/projects", &json!({"vdc_id": fx.child, "name": uniq("gone")})).await.unwrap();
+            let p: Value = admin
+                .post(
+                    "/v1/projects",
+                    &json!({"vdc_id": fx.child, "name": uniq("gone")}),
+                )
+                .await
+                .unwrap();
             (M::DELETE, format!("/v1/projects/{}", id(&p)), None)
         }
         "project_quota_view" => (M::GET, format!("/v1/projects/{}/quota", fx.project), None),
-        "project_quota_update" => (M::PUT, format!("/v1/projects/{}/quota", fx.project), Some(json!({"limits": {"vcpus": null}}))),
+        "project_quota_update" => (
+            M::PUT,
+            format!("/v1/projects/{}/quota", fx.project),
+            Some(json!({"limits": {"vcpus": null}})),
+        ),
         "user_list" => (M::GET, "/v1/users".into(), None),
-        "user_create" => (M::POST, "/v1/users".into(), Some(json!({"name": uniq("n"), "password": USER_PW, "vdc_id": fx.child}))),
+        "user_create" => (
+            M::POST,
+            "/v1/users".into(),
+            Some(json!({"name": uniq("n"), "password": USER_PW, "vdc_id": fx.child})),
+        ),
         "user_view" => (M::GET, format!("/v1/users/{}", fx.user), None),
-        "user_update" => (M::PATCH, format!("/v1/users/{}", fx.user), Some(json!({"description": "x"}))),
+        "user_update" => (
+            M::PATCH,
+            format!("/v1/users/{}", fx.user),
+            Some(json!({"description": "x"})),
+        ),
         "user_delete" => (M::DELETE, format!("/v1/users/{}", fresh_user().await), None),
-        "user_password_reset" => (M::POST, format!("/v1/users/{}/password", fx.user), Some(json!({"password": USER_PW}))),
+        "user_password_reset" => (
+            M::POST,
+            format!("/v1/users/{}/password", fx.user),
+            Some(json!({"password": USER_PW})),
+        ),
         "user_unlock" => (M::POST, format!("/v1/users/{}/unlock", fx.user), None),
         "role_list" => (M::GET, "/v1/roles".into(), None),
         "grant_list" => (M::GET, "/v1/grants".into(), None),
         "grant_create" => (
             M::POST,
             "/v1/grants".into(),
-            Some(json!({"user_id": fresh_user().await, "role": "viewer", "scope_type": "vdc", "scope_id": fx.child})),
+            Some(
+                json!({"user_id": fresh_user().await, "role": "viewer", "scope_type": "vdc", "scope_id": fx.child}),
+            ),
         ),
         "grant_delete" => {
             let g: Value = sec
@@ -92,12 +176,19 @@ async fn request_for(op: &str, fx: &Fixture, admin: &Client, sec: &Client) -> Op
             // A key of the platform admin's: only its owner and the security admin see it.
             let keys: Vec<Value> = admin.get("/v1/access-keys", &[]).await.unwrap();
             for k in keys {
-                admin.delete(&format!("/v1/access-keys/{}", k["id"].as_str().unwrap())).await.unwrap();
+                admin
+                    .delete(&format!("/v1/access-keys/{}", k["id"].as_str().unwrap()))
+                    .await
+                    .unwrap();
             }
             let k: Value = admin.post("/v1/access-keys", &json!({})).await.unwrap();
             let kid = k["access_key"]["id"].as_str().unwrap().to_string();
             if op == "access_key_update" {
-                (M::PATCH, format!("/v1/access-keys/{kid}"), Some(json!({"description": "x"})))
+                (
+                    M::PATCH,
+                    format!("/v1/access-keys/{kid}"),
+                    Some(json!({"description": "x"})),
+                )
             } else {
                 (M::DELETE, format!("/v1/access-keys/{kid}"), None)
             }
@@ -111,7 +202,17 @@ async fn request_for(op: &str, fx: &Fixture, admin: &Client, sec: &Client) -> Op
     })
 }
 
-const CALLERS: [&str; 9] = ["anonymous", "platform_admin", "security_admin", "auditor", "vdc_admin", "approver", "member", "viewer", "outsider"];
+const CALLERS: [&str; 9] = [
+    "anonymous",
+    "platform_admin",
+    "security_admin",
+    "auditor",
+    "vdc_admin",
+    "approver",
+    "member",
+    "viewer",
+    "outsider",
+];
 
 #[tokio::test]
 async fn authorization_matrix_matches_the_golden_file() {
@@ -120,13 +221,27 @@ async fn authorization_matrix_matches_the_golden_file() {
     let sec = ts.secadmin().await;
     let a = tree(&admin, "A").await;
     let b = tree(&admin, "B").await;
-    let target: Value = sec.post("/v1/users", &json!({"name": "target", "password": USER_PW, "vdc_id": a.child})).await.unwrap();
-    let fx = Fixture { org: a.org.clone(), child: a.child.clone(), project: a.project.clone(), user: id(&target) };
+    let target: Value = sec
+        .post(
+            "/v1/users",
+            &json!({"name": "target", "password": USER_PW, "vdc_id": a.child}),
+        )
+        .await
+        .unwrap();
+    let fx = Fixture {
+        org: a.org.clone(),
+        child: a.child.clone(),
+        project: a.project.clone(),
+        user: id(&target),
+    };
     // Callers: name → how to log in.
     let mut logins: Vec<(&str, Option<(String, String)>)> = vec![
         ("anonymous", None),
         ("platform_admin", Some(("admin".into(), ADMIN_PW.into()))),
-        ("security_admin", Some(("secadmin".into(), SECADMIN_PW.into()))),
+        (
+            "security_admin",
+            Some(("secadmin".into(), SECADMIN_PW.into())),
+        ),
         ("auditor", Some(("auditor".into(), AUDITOR_PW.into()))),
     ];
     for (caller, role, scope_type, scope, vdc) in [
@@ -136,7 +251,14 @@ async fn authorization_matrix_matches_the_golden_file() {
         ("viewer", "viewer", "vdc", &a.top, &a.top),
         ("outsider", "vdc_admin", "vdc", &b.top, &b.top),
     ] {
-        user_with_role(&ts, &sec, caller, Some(vdc), Some((role, scope_type, scope))).await;
+        user_with_role(
+            &ts,
+            &sec,
+            caller,
+            Some(vdc),
+            Some((role, scope_type, scope)),
+        )
+        .await;
         logins.push((caller, Some((caller.to_string(), USER_PW.to_string()))));
     }
     let doc = stratus_server::http::openapi();

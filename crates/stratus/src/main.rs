@@ -60,8 +60,10 @@ struct ServeArgs {
 
 fn load_config(a: &ServeArgs) -> anyhow::Result<Config> {
     let mut cfg = match &a.config {
-        Some(p) => Config::from_toml(&std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+        Some(p) => Config::from_toml(
+            &std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
         None => Config::default(),
     };
     if let Some(v) = a.listen {
@@ -101,7 +103,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let server = stratus_server::start(cfg).await?;

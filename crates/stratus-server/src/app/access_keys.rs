@@ -17,18 +17,34 @@ async fn key_visible(app: &App, p: &Principal, id: &str) -> Result<AccessKey> {
     }
 }
 
-pub async fn access_key_create(app: &App, p: &Principal, b: AccessKeyCreate) -> Result<AccessKeyCreated> {
+pub async fn access_key_create(
+    app: &App,
+    p: &Principal,
+    b: AccessKeyCreate,
+) -> Result<AccessKeyCreated> {
     validate::description("description", &b.description)?;
     if app.store.access_key_list(Some(p.user_id)).await?.len() >= MAX_KEYS_PER_USER {
-        return Err(Error::conflict(format!("you already have {MAX_KEYS_PER_USER} access keys; delete one first")));
+        return Err(Error::conflict(format!(
+            "you already have {MAX_KEYS_PER_USER} access keys; delete one first"
+        )));
     }
     let id = new_access_key_id();
     let secret = random_token(30);
-    let key = app.store.access_key_create(&id, p.user_id, &secret, &b.description).await?;
-    Ok(AccessKeyCreated { access_key: key, secret_access_key: secret })
+    let key = app
+        .store
+        .access_key_create(&id, p.user_id, &secret, &b.description)
+        .await?;
+    Ok(AccessKeyCreated {
+        access_key: key,
+        secret_access_key: secret,
+    })
 }
 
-pub async fn access_key_list(app: &App, p: &Principal, f: AccessKeyFilter) -> Result<Vec<AccessKey>> {
+pub async fn access_key_list(
+    app: &App,
+    p: &Principal,
+    f: AccessKeyFilter,
+) -> Result<Vec<AccessKey>> {
     match f.user_id {
         Some(u) if u != p.user_id => {
             require_global(p, Perm::AccessKeyAdmin)?;
@@ -38,12 +54,20 @@ pub async fn access_key_list(app: &App, p: &Principal, f: AccessKeyFilter) -> Re
     }
 }
 
-pub async fn access_key_update(app: &App, p: &Principal, id: &str, b: AccessKeyUpdate) -> Result<AccessKey> {
+pub async fn access_key_update(
+    app: &App,
+    p: &Principal,
+    id: &str,
+    b: AccessKeyUpdate,
+) -> Result<AccessKey> {
     key_visible(app, p, id).await?;
     if let Some(d) = &b.description {
         validate::description("description", d)?;
     }
-    let k = app.store.access_key_update(id, b.enabled, b.description.as_deref()).await?;
+    let k = app
+        .store
+        .access_key_update(id, b.enabled, b.description.as_deref())
+        .await?;
     app.auth.invalidate_all();
     Ok(k)
 }

@@ -46,7 +46,13 @@ pub async fn audit_export(app: &App, p: &Principal, mut f: AuditFilter) -> Resul
                 format!("{:.3}", e.duration_ms),
                 e.message.clone(),
             ];
-            out.push_str(&fields.iter().map(|s| csv_field(s)).collect::<Vec<_>>().join(","));
+            out.push_str(
+                &fields
+                    .iter()
+                    .map(|s| csv_field(s))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
             out.push('\n');
         }
         match next {

@@ -32,7 +32,11 @@ pub async fn login(app: &App, b: LoginRequest) -> Result<LoginResponse> {
     }
     if !verify_password(&b.password, &row.password_hash) {
         let until = Utc::now() + Duration::minutes(policy.lockout_minutes as i64);
-        if app.store.user_login_failed(row.user.id, policy.max_failed_logins as i64, until).await? {
+        if app
+            .store
+            .user_login_failed(row.user.id, policy.max_failed_logins as i64, until)
+            .await?
+        {
             return Err(Error::AccountLocked(format!(
                 "too many failed logins: the account is locked for {} minutes",
                 policy.lockout_minutes
@@ -46,14 +50,28 @@ pub async fn login(app: &App, b: LoginRequest) -> Result<LoginResponse> {
     app.store.user_login_succeeded(row.user.id).await?;
     let token = format!("st_{}", random_token(32));
     let expires_at = Utc::now() + Duration::minutes(policy.session_minutes as i64);
-    app.store.token_create(&token_hash(&token), row.user.id, expires_at).await?;
-    let user = app.store.user_get(row.user.id).await?.ok_or_else(|| Error::internal("user vanished at login"))?.user;
-    Ok(LoginResponse { token, expires_at, user })
+    app.store
+        .token_create(&token_hash(&token), row.user.id, expires_at)
+        .await?;
+    let user = app
+        .store
+        .user_get(row.user.id)
+        .await?
+        .ok_or_else(|| Error::internal("user vanished at login"))?
+        .user;
+    Ok(LoginResponse {
+        token,
+        expires_at,
+        user,
+    })
 }
 
 pub async fn logout(app: &App, token: Option<&str>) -> Result<()> {
     let Some(token) = token else {
-        return Err(Error::invalid("authorization", "logout needs the session token (access keys have no session)"));
+        return Err(Error::invalid(
+            "authorization",
+            "logout needs the session token (access keys have no session)",
+        ));
     };
     let hash = token_hash(token);
     app.store.token_revoke(&hash).await?;
@@ -62,22 +80,43 @@ pub async fn logout(app: &App, token: Option<&str>) -> Result<()> {
 }
 
 pub async fn whoami(app: &App, p: &Principal) -> Result<WhoAmI> {
-    let user = app.store.user_get(p.user_id).await?.ok_or_else(|| Error::Unauthenticated("the user no longer exists".into()))?.user;
-    let grants = app.store.grant_list(&Default::default(), p.user_id, Some(p.user_id), None).await?;
-    Ok(WhoAmI { user, grants, auth_method: p.auth_method.to_string() })
+    let user = app
+        .store
+        .user_get(p.user_id)
+        .await?
+        .ok_or_else(|| Error::Unauthenticated("the user no longer exists".into()))?
+        .user;
+    let grants = app
+        .store
+        .grant_list(&Default::default(), p.user_id, Some(p.user_id), None)
+        .await?;
+    Ok(WhoAmI {
+        user,
+        grants,
+        auth_method: p.auth_method.to_string(),
+    })
 }
 
 pub async fn password_change(app: &App, p: &Principal, b: PasswordChange) -> Result<()> {
-    let row = app.store.user_get(p.user_id).await?.ok_or_else(|| Error::Unauthenticated("the user no longer exists".into()))?;
+    let row = app
+        .store
+        .user_get(p.user_id)
+        .await?
+        .ok_or_else(|| Error::Unauthenticated("the user no longer exists".into()))?;
     if !verify_password(&b.current_password, &row.password_hash) {
         return Err(Error::invalid("current_password", "is wrong"));
     }
     if b.current_password == b.new_password {
-        return Err(Error::invalid("new_password", "must differ from the current password"));
+        return Err(Error::invalid(
+            "new_password",
+            "must differ from the current password",
+        ));
     }
     let policy = app.store.password_policy_get().await?;
     validate::password("new_password", &b.new_password, &policy, &row.user.name)?;
-    app.store.user_set_password(p.user_id, &hash_password(&b.new_password)?).await?;
+    app.store
+        .user_set_password(p.user_id, &hash_password(&b.new_password)?)
+        .await?;
     app.auth.invalidate_all();
     Ok(())
 }

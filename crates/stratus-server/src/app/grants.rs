@@ -10,7 +10,13 @@ pub fn role_list() -> Vec<Role> {
 }
 
 /// Check `perm` on the scope a grant is (or would be) on.
-async fn require_on_scope(app: &App, p: &Principal, perm: Perm, scope_type: ScopeType, scope_id: Option<Uuid>) -> Result<()> {
+async fn require_on_scope(
+    app: &App,
+    p: &Principal,
+    perm: Perm,
+    scope_type: ScopeType,
+    scope_id: Option<Uuid>,
+) -> Result<()> {
     match (scope_type, scope_id) {
         (ScopeType::Platform, _) => require_global(p, perm),
         (ScopeType::Vdc, Some(id)) => {
@@ -19,9 +25,18 @@ async fn require_on_scope(app: &App, p: &Principal, perm: Perm, scope_type: Scop
         }
         (ScopeType::Project, Some(id)) => {
             let (_, chain) = app.project_visible(p, id).await?;
-            require(p, perm, &Target::Project { id, chain: &chain }, "project", id)
+            require(
+                p,
+                perm,
+                &Target::Project { id, chain: &chain },
+                "project",
+                id,
+            )
         }
-        (_, None) => Err(Error::invalid("scope_id", "is required for vdc and project scopes")),
+        (_, None) => Err(Error::invalid(
+            "scope_id",
+            "is required for vdc and project scopes",
+        )),
     }
 }
 
@@ -32,12 +47,27 @@ pub async fn grant_create(app: &App, p: &Principal, b: GrantCreate) -> Result<Gr
     })?;
     if !role.scopes.contains(&b.scope_type) {
         let allowed: Vec<&str> = role.scopes.iter().map(|s| s.as_str()).collect();
-        return Err(Error::invalid("scope_type", &format!("role {} can only be granted on {}", role.name, allowed.join(" or "))));
+        return Err(Error::invalid(
+            "scope_type",
+            &format!(
+                "role {} can only be granted on {}",
+                role.name,
+                allowed.join(" or ")
+            ),
+        ));
     }
     match (b.scope_type, b.scope_id) {
-        (ScopeType::Platform, Some(_)) => return Err(Error::invalid("scope_id", "must be absent for the platform scope")),
+        (ScopeType::Platform, Some(_)) => {
+            return Err(Error::invalid(
+                "scope_id",
+                "must be absent for the platform scope",
+            ))
+        }
         (ScopeType::Vdc | ScopeType::Project, None) => {
-            return Err(Error::invalid("scope_id", "is required for vdc and project scopes"))
+            return Err(Error::invalid(
+                "scope_id",
+                "is required for vdc and project scopes",
+            ))
         }
         _ => {}
     }
@@ -48,10 +78,27 @@ pub async fn grant_create(app: &App, p: &Principal, b: GrantCreate) -> Result<Gr
     }
     if b.scope_type == ScopeType::Platform {
         if user.vdc_id.is_some() {
-            return Err(Error::invalid("user_id", "platform roles are only for platform staff (users without a VDC)"));
+            return Err(Error::invalid(
+                "user_id",
+                "platform roles are only for platform staff (users without a VDC)",
+            ));
         }
-        let held = app.store.grant_list(&crate::authz::Visibility { all: true, ..Default::default() }, p.user_id, Some(b.user_id), None).await?;
-        if let Some(other) = held.iter().find(|g| SEPARATED_ROLES.contains(&g.role.as_str()) && g.role != b.role) {
+        let held = app
+            .store
+            .grant_list(
+                &crate::authz::Visibility {
+                    all: true,
+                    ..Default::default()
+                },
+                p.user_id,
+                Some(b.user_id),
+                None,
+            )
+            .await?;
+        if let Some(other) = held
+            .iter()
+            .find(|g| SEPARATED_ROLES.contains(&g.role.as_str()) && g.role != b.role)
+        {
             if SEPARATED_ROLES.contains(&b.role.as_str()) {
                 return Err(Error::conflict(format!(
                     "separation of duties: the user already holds {}, which excludes {}",
@@ -60,19 +107,31 @@ pub async fn grant_create(app: &App, p: &Principal, b: GrantCreate) -> Result<Gr
             }
         }
     }
-    let g = app.store.grant_create(b.user_id, role.name, b.scope_type, b.scope_id).await?;
+    let g = app
+        .store
+        .grant_create(b.user_id, role.name, b.scope_type, b.scope_id)
+        .await?;
     app.auth.invalidate_all();
     Ok(g)
 }
 
 pub async fn grant_list(app: &App, p: &Principal, f: GrantFilter) -> Result<Vec<Grant>> {
     let vis = p.visibility(Perm::GrantRead);
-    app.store.grant_list(&vis, p.user_id, f.user_id, f.scope_id).await
+    app.store
+        .grant_list(&vis, p.user_id, f.user_id, f.scope_id)
+        .await
 }
 
 pub async fn grant_delete(app: &App, p: &Principal, id: Uuid) -> Result<()> {
-    let g = app.store.grant_get(id).await?.ok_or_else(|| Error::not_found("grant", id))?;
-    let seen = g.user_id == p.user_id || require_on_scope(app, p, Perm::GrantRead, g.scope_type, g.scope_id).await.is_ok();
+    let g = app
+        .store
+        .grant_get(id)
+        .await?
+        .ok_or_else(|| Error::not_found("grant", id))?;
+    let seen = g.user_id == p.user_id
+        || require_on_scope(app, p, Perm::GrantRead, g.scope_type, g.scope_id)
+            .await
+            .is_ok();
     if !seen {
         return Err(Error::not_found("grant", id));
     }

@@ -54,23 +54,41 @@ fn read_of(p: Perm) -> Perm {
 }
 
 /// Allow, or answer 403 when the caller can see the object, 404 when it cannot.
-pub fn require(p: &Principal, perm: Perm, target: &Target<'_>, what: &str, id: impl std::fmt::Display) -> Result<()> {
+pub fn require(
+    p: &Principal,
+    perm: Perm,
+    target: &Target<'_>,
+    what: &str,
+    id: impl std::fmt::Display,
+) -> Result<()> {
     if p.can(perm, target) {
         return Ok(());
     }
     if p.can(read_of(perm), target) {
-        Err(Error::forbidden(format!("you may not do this to {what} {id} (needs {})", perm.as_str())))
+        Err(Error::forbidden(format!(
+            "you may not do this to {what} {id} (needs {})",
+            perm.as_str()
+        )))
     } else {
         Err(Error::not_found(what, id))
     }
 }
 
 /// For an object the caller is known to see: 403 without the permission.
-pub fn require_seen(p: &Principal, perm: Perm, target: &Target<'_>, what: &str, id: impl std::fmt::Display) -> Result<()> {
+pub fn require_seen(
+    p: &Principal,
+    perm: Perm,
+    target: &Target<'_>,
+    what: &str,
+    id: impl std::fmt::Display,
+) -> Result<()> {
     if p.can(perm, target) {
         Ok(())
     } else {
-        Err(Error::forbidden(format!("you may not do this to {what} {id} (needs {})", perm.as_str())))
+        Err(Error::forbidden(format!(
+            "you may not do this to {what} {id} (needs {})",
+            perm.as_str()
+        )))
     }
 }
 
@@ -79,14 +97,21 @@ pub fn require_global(p: &Principal, perm: Perm) -> Result<()> {
     if p.has_global(perm) {
         Ok(())
     } else {
-        Err(Error::forbidden(format!("this needs the platform-wide permission {}", perm.as_str())))
+        Err(Error::forbidden(format!(
+            "this needs the platform-wide permission {}",
+            perm.as_str()
+        )))
     }
 }
 
 impl App {
     /// A VDC with its ancestry, if it exists and the caller may see it.
     pub async fn vdc_visible(&self, p: &Principal, id: Uuid) -> Result<(Vdc, Vec<Uuid>)> {
-        let vdc = self.store.vdc_get(id).await?.ok_or_else(|| Error::not_found("VDC", id))?;
+        let vdc = self
+            .store
+            .vdc_get(id)
+            .await?
+            .ok_or_else(|| Error::not_found("VDC", id))?;
         let chain = self.store.vdc_chain(id).await?;
         if !p.can(Perm::VdcRead, &Target::Vdc { chain: &chain }) {
             return Err(Error::not_found("VDC", id));
@@ -96,7 +121,11 @@ impl App {
 
     /// A project with its VDC's ancestry, if it exists and the caller may see it.
     pub async fn project_visible(&self, p: &Principal, id: Uuid) -> Result<(Project, Vec<Uuid>)> {
-        let project = self.store.project_get(id).await?.ok_or_else(|| Error::not_found("project", id))?;
+        let project = self
+            .store
+            .project_get(id)
+            .await?
+            .ok_or_else(|| Error::not_found("project", id))?;
         let chain = self.store.vdc_chain(project.vdc_id).await?;
         if !p.can(Perm::ProjectRead, &Target::Project { id, chain: &chain }) {
             return Err(Error::not_found("project", id));

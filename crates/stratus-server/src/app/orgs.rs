@@ -36,7 +36,12 @@ pub async fn org_view(app: &App, p: &Principal, id: Uuid) -> Result<Organization
     }
 }
 
-pub async fn org_update(app: &App, p: &Principal, id: Uuid, b: OrganizationUpdate) -> Result<Organization> {
+pub async fn org_update(
+    app: &App,
+    p: &Principal,
+    id: Uuid,
+    b: OrganizationUpdate,
+) -> Result<Organization> {
     org_view(app, p, id).await?;
     require_global(p, Perm::OrgWrite)?;
     if let Some(n) = &b.name {
@@ -45,7 +50,9 @@ pub async fn org_update(app: &App, p: &Principal, id: Uuid, b: OrganizationUpdat
     if let Some(d) = &b.description {
         validate::description("description", d)?;
     }
-    app.store.org_update(id, b.name.as_deref(), b.description.as_deref()).await
+    app.store
+        .org_update(id, b.name.as_deref(), b.description.as_deref())
+        .await
 }
 
 pub async fn org_delete(app: &App, p: &Principal, id: Uuid) -> Result<()> {

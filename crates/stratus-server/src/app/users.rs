@@ -16,7 +16,11 @@ async fn require_on_user(app: &App, p: &Principal, perm: Perm, user: &User) -> R
     match user.vdc_id {
         None if p.has_global(perm) => Ok(()),
         None if p.user_id == user.id || p.has_global(Perm::UserRead) => {
-            Err(Error::forbidden(format!("you may not do this to user {} (needs {})", user.id, perm.as_str())))
+            Err(Error::forbidden(format!(
+                "you may not do this to user {} (needs {})",
+                user.id,
+                perm.as_str()
+            )))
         }
         None => Err(Error::not_found("user", user.id)),
         Some(vdc) => {
@@ -30,7 +34,12 @@ async fn require_on_user(app: &App, p: &Principal, perm: Perm, user: &User) -> R
 }
 
 async fn user_visible(app: &App, p: &Principal, id: Uuid) -> Result<User> {
-    let user = app.store.user_get(id).await?.ok_or_else(|| Error::not_found("user", id))?.user;
+    let user = app
+        .store
+        .user_get(id)
+        .await?
+        .ok_or_else(|| Error::not_found("user", id))?
+        .user;
     if p.user_id != id {
         require_on_user(app, p, Perm::UserRead, &user).await?;
     }
@@ -40,7 +49,9 @@ async fn user_visible(app: &App, p: &Principal, id: Uuid) -> Result<User> {
 async fn user_writable(app: &App, p: &Principal, id: Uuid, action: &str) -> Result<User> {
     let user = user_visible(app, p, id).await?;
     if p.user_id == id {
-        return Err(Error::forbidden(format!("you may not {action} your own account")));
+        return Err(Error::forbidden(format!(
+            "you may not {action} your own account"
+        )));
     }
     require_on_user(app, p, Perm::UserWrite, &user).await?;
     Ok(user)
@@ -53,8 +64,17 @@ pub async fn user_create(app: &App, p: &Principal, b: UserCreate) -> Result<User
     validate::description("description", &b.description)?;
     match b.vdc_id {
         Some(vdc) => {
-            let (_, chain) = app.vdc_visible(p, vdc).await.map_err(|_| Error::not_found("VDC", vdc))?;
-            require(p, Perm::UserWrite, &Target::Vdc { chain: &chain }, "VDC", vdc)?;
+            let (_, chain) = app
+                .vdc_visible(p, vdc)
+                .await
+                .map_err(|_| Error::not_found("VDC", vdc))?;
+            require(
+                p,
+                Perm::UserWrite,
+                &Target::Vdc { chain: &chain },
+                "VDC",
+                vdc,
+            )?;
         }
         None => require_global(p, Perm::UserWrite)?,
     }
@@ -73,13 +93,24 @@ pub async fn user_create(app: &App, p: &Principal, b: UserCreate) -> Result<User
         .await
 }
 
-pub async fn user_list(app: &App, p: &Principal, q: ListParams, f: UserFilter) -> Result<Page<User>> {
+pub async fn user_list(
+    app: &App,
+    p: &Principal,
+    q: ListParams,
+    f: UserFilter,
+) -> Result<Page<User>> {
     let paging = Paging::parse(q.sort.as_deref(), q.limit, q.next.as_deref(), SORTABLE)?;
     let vis = p.visibility(Perm::UserRead);
     if vis.is_empty() {
-        return Ok(Page { items: vec![], next: None });
+        return Ok(Page {
+            items: vec![],
+            next: None,
+        });
     }
-    let (items, next) = app.store.user_list(&vis, f.vdc_id, q.name.as_deref(), &paging).await?;
+    let (items, next) = app
+        .store
+        .user_list(&vis, f.vdc_id, q.name.as_deref(), &paging)
+        .await?;
     Ok(Page { items, next })
 }
 
@@ -102,7 +133,16 @@ pub async fn user_update(app: &App, p: &Principal, id: Uuid, b: UserUpdate) -> R
     if let Some(d) = &b.description {
         validate::description("description", d)?;
     }
-    let user = app.store.user_update(id, b.display_name.as_deref(), b.email.as_deref(), b.description.as_deref(), b.enabled).await?;
+    let user = app
+        .store
+        .user_update(
+            id,
+            b.display_name.as_deref(),
+            b.email.as_deref(),
+            b.description.as_deref(),
+            b.enabled,
+        )
+        .await?;
     app.auth.invalidate_all();
     Ok(user)
 }
@@ -114,11 +154,18 @@ pub async fn user_delete(app: &App, p: &Principal, id: Uuid) -> Result<()> {
     Ok(())
 }
 
-pub async fn user_password_reset(app: &App, p: &Principal, id: Uuid, b: PasswordReset) -> Result<()> {
+pub async fn user_password_reset(
+    app: &App,
+    p: &Principal,
+    id: Uuid,
+    b: PasswordReset,
+) -> Result<()> {
     let user = user_writable(app, p, id, "reset the password of").await?;
     let policy = app.store.password_policy_get().await?;
     validate::password("password", &b.password, &policy, &user.name)?;
-    app.store.user_set_password(id, &hash_password(&b.password)?).await?;
+    app.store
+        .user_set_password(id, &hash_password(&b.password)?)
+        .await?;
     app.auth.invalidate_all();
     Ok(())
 }

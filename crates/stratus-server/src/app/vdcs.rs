@@ -13,7 +13,13 @@ const SORTABLE: &[&str] = &["created_at", "name"];
 /// manages its parent; a top-level VDC belongs to the platform.
 fn require_parent_write(p: &Principal, chain: &[Uuid], id: Uuid) -> Result<()> {
     if chain.len() > 1 {
-        require(p, Perm::VdcWrite, &Target::Vdc { chain: &chain[1..] }, "VDC", id)
+        require(
+            p,
+            Perm::VdcWrite,
+            &Target::Vdc { chain: &chain[1..] },
+            "VDC",
+            id,
+        )
     } else {
         require_global(p, Perm::VdcWrite)
     }
@@ -24,11 +30,23 @@ pub async fn vdc_create(app: &App, p: &Principal, b: VdcCreate) -> Result<Vdc> {
     validate::description("description", &b.description)?;
     let (org_id, parent) = match (b.parent_id, b.org_id) {
         (Some(parent_id), org) => {
-            let (parent, chain) = app.vdc_visible(p, parent_id).await.map_err(|_| Error::not_found("parent VDC", parent_id))?;
+            let (parent, chain) = app
+                .vdc_visible(p, parent_id)
+                .await
+                .map_err(|_| Error::not_found("parent VDC", parent_id))?;
             if org.is_some_and(|o| o != parent.org_id) {
-                return Err(Error::invalid("org_id", "differs from the parent VDC's organization"));
+                return Err(Error::invalid(
+                    "org_id",
+                    "differs from the parent VDC's organization",
+                ));
             }
-            require(p, Perm::VdcWrite, &Target::Vdc { chain: &chain }, "VDC", parent_id)?;
+            require(
+                p,
+                Perm::VdcWrite,
+                &Target::Vdc { chain: &chain },
+                "VDC",
+                parent_id,
+            )?;
             (parent.org_id, Some(parent))
         }
         (None, Some(org_id)) => {
@@ -36,18 +54,31 @@ pub async fn vdc_create(app: &App, p: &Principal, b: VdcCreate) -> Result<Vdc> {
             require_global(p, Perm::VdcWrite)?;
             (org_id, None)
         }
-        (None, None) => return Err(Error::invalid("parent_id", "give parent_id for a child VDC or org_id for a top-level one")),
+        (None, None) => {
+            return Err(Error::invalid(
+                "parent_id",
+                "give parent_id for a child VDC or org_id for a top-level one",
+            ))
+        }
     };
-    app.store.vdc_create(org_id, parent.as_ref(), &b.name, &b.description).await
+    app.store
+        .vdc_create(org_id, parent.as_ref(), &b.name, &b.description)
+        .await
 }
 
 pub async fn vdc_list(app: &App, p: &Principal, q: ListParams, f: VdcFilter) -> Result<Page<Vdc>> {
     let paging = Paging::parse(q.sort.as_deref(), q.limit, q.next.as_deref(), SORTABLE)?;
     let vis = p.visibility(Perm::VdcRead);
     if vis.is_empty() {
-        return Ok(Page { items: vec![], next: None });
+        return Ok(Page {
+            items: vec![],
+            next: None,
+        });
     }
-    let (items, next) = app.store.vdc_list(&vis, f.org_id, f.parent_id, q.name.as_deref(), &paging).await?;
+    let (items, next) = app
+        .store
+        .vdc_list(&vis, f.org_id, f.parent_id, q.name.as_deref(), &paging)
+        .await?;
     Ok(Page { items, next })
 }
 
@@ -68,18 +99,32 @@ pub async fn vdc_update(app: &App, p: &Principal, id: Uuid, b: VdcUpdate) -> Res
     }
     if let Some(new_parent) = b.parent_id {
         require_parent_write(p, &chain, id)?;
-        let (np, np_chain) =
-            app.vdc_visible(p, new_parent).await.map_err(|_| Error::invalid("parent_id", "no such VDC"))?;
-        require(p, Perm::VdcWrite, &Target::Vdc { chain: &np_chain }, "VDC", new_parent)?;
+        let (np, np_chain) = app
+            .vdc_visible(p, new_parent)
+            .await
+            .map_err(|_| Error::invalid("parent_id", "no such VDC"))?;
+        require(
+            p,
+            Perm::VdcWrite,
+            &Target::Vdc { chain: &np_chain },
+            "VDC",
+            new_parent,
+        )?;
         if np.org_id != vdc.org_id {
-            return Err(Error::invalid("parent_id", "a VDC can only move within its organization"));
+            return Err(Error::invalid(
+                "parent_id",
+                "a VDC can only move within its organization",
+            ));
         }
         if vdc.parent_id != Some(new_parent) {
             app.store.vdc_move(&vdc, &np).await?;
         }
     }
     if b.name.is_some() || b.description.is_some() {
-        return app.store.vdc_update(id, b.name.as_deref(), b.description.as_deref()).await;
+        return app
+            .store
+            .vdc_update(id, b.name.as_deref(), b.description.as_deref())
+            .await;
     }
     vdc_view(app, p, id).await
 }

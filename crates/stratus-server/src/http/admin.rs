@@ -17,39 +17,67 @@ type Ok<T> = Result<axum::Json<T>>;
 #[utoipa::path(get, path = "/v1/vdcs/{id}/quota", operation_id = "vdc_quota_view", tag = "quotas",
     params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = QuotaView), (status = "default", body = ErrorBody)))]
-pub async fn vdc_quota_view(State(app): State<AppRef>, ctx: Ctx, Path(id): Path<uuid::Uuid>) -> Ok<QuotaView> {
-    Ok(axum::Json(app::quotas::vdc_quota_view(&app, &ctx.p, id).await?))
+pub async fn vdc_quota_view(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Path(id): Path<uuid::Uuid>,
+) -> Ok<QuotaView> {
+    Ok(axum::Json(
+        app::quotas::vdc_quota_view(&app, &ctx.p, id).await?,
+    ))
 }
 
 /// Set a VDC's limits (by whoever manages its parent).
 #[utoipa::path(put, path = "/v1/vdcs/{id}/quota", operation_id = "vdc_quota_update", tag = "quotas",
     params(("id" = uuid::Uuid, Path)), request_body = QuotaUpdate,
     responses((status = 200, body = QuotaView), (status = "default", body = ErrorBody)))]
-pub async fn vdc_quota_update(State(app): State<AppRef>, ctx: Ctx, Path(id): Path<uuid::Uuid>, Json(b): Json<QuotaUpdate>) -> Ok<QuotaView> {
-    Ok(axum::Json(app::quotas::vdc_quota_update(&app, &ctx.p, id, b).await?))
+pub async fn vdc_quota_update(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Path(id): Path<uuid::Uuid>,
+    Json(b): Json<QuotaUpdate>,
+) -> Ok<QuotaView> {
+    Ok(axum::Json(
+        app::quotas::vdc_quota_update(&app, &ctx.p, id, b).await?,
+    ))
 }
 
 /// Limits, usage and headroom of a project and of each VDC above it.
 #[utoipa::path(get, path = "/v1/projects/{id}/quota", operation_id = "project_quota_view", tag = "quotas",
     params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = QuotaView), (status = "default", body = ErrorBody)))]
-pub async fn project_quota_view(State(app): State<AppRef>, ctx: Ctx, Path(id): Path<uuid::Uuid>) -> Ok<QuotaView> {
-    Ok(axum::Json(app::quotas::project_quota_view(&app, &ctx.p, id).await?))
+pub async fn project_quota_view(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Path(id): Path<uuid::Uuid>,
+) -> Ok<QuotaView> {
+    Ok(axum::Json(
+        app::quotas::project_quota_view(&app, &ctx.p, id).await?,
+    ))
 }
 
 /// Set a project's limits (by whoever manages its VDC).
 #[utoipa::path(put, path = "/v1/projects/{id}/quota", operation_id = "project_quota_update", tag = "quotas",
     params(("id" = uuid::Uuid, Path)), request_body = QuotaUpdate,
     responses((status = 200, body = QuotaView), (status = "default", body = ErrorBody)))]
-pub async fn project_quota_update(State(app): State<AppRef>, ctx: Ctx, Path(id): Path<uuid::Uuid>, Json(b): Json<QuotaUpdate>) -> Ok<QuotaView> {
-    Ok(axum::Json(app::quotas::project_quota_update(&app, &ctx.p, id, b).await?))
+pub async fn project_quota_update(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Path(id): Path<uuid::Uuid>,
+    Json(b): Json<QuotaUpdate>,
+) -> Ok<QuotaView> {
+    Ok(axum::Json(
+        app::quotas::project_quota_update(&app, &ctx.p, id, b).await?,
+    ))
 }
 
 /// Recount usage from the resources themselves and list counters that disagree.
 #[utoipa::path(get, path = "/v1/system/quota-consistency", operation_id = "quota_consistency_check", tag = "system",
     responses((status = 200, body = ConsistencyReport), (status = "default", body = ErrorBody)))]
 pub async fn quota_consistency_check(State(app): State<AppRef>, ctx: Ctx) -> Ok<ConsistencyReport> {
-    Ok(axum::Json(app::quotas::quota_consistency(&app, &ctx.p).await?))
+    Ok(axum::Json(
+        app::quotas::quota_consistency(&app, &ctx.p).await?,
+    ))
 }
 
 // ---------------------------------------------------------------- access keys
@@ -57,30 +85,54 @@ pub async fn quota_consistency_check(State(app): State<AppRef>, ctx: Ctx) -> Ok<
 #[utoipa::path(get, path = "/v1/access-keys", operation_id = "access_key_list", tag = "access-keys",
     params(AccessKeyFilter),
     responses((status = 200, body = Vec<AccessKey>), (status = "default", body = ErrorBody)))]
-pub async fn access_key_list(State(app): State<AppRef>, ctx: Ctx, Query(f): Query<AccessKeyFilter>) -> Ok<Vec<AccessKey>> {
-    Ok(axum::Json(app::access_keys::access_key_list(&app, &ctx.p, f).await?))
+pub async fn access_key_list(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Query(f): Query<AccessKeyFilter>,
+) -> Ok<Vec<AccessKey>> {
+    Ok(axum::Json(
+        app::access_keys::access_key_list(&app, &ctx.p, f).await?,
+    ))
 }
 
 /// Create an access key for yourself; the secret is in this answer only.
 #[utoipa::path(post, path = "/v1/access-keys", operation_id = "access_key_create", tag = "access-keys",
     request_body = AccessKeyCreate,
     responses((status = 201, body = AccessKeyCreated), (status = "default", body = ErrorBody)))]
-pub async fn access_key_create(State(app): State<AppRef>, ctx: Ctx, Json(b): Json<AccessKeyCreate>) -> Result<(StatusCode, axum::Json<AccessKeyCreated>)> {
-    Ok((StatusCode::CREATED, axum::Json(app::access_keys::access_key_create(&app, &ctx.p, b).await?)))
+pub async fn access_key_create(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Json(b): Json<AccessKeyCreate>,
+) -> Result<(StatusCode, axum::Json<AccessKeyCreated>)> {
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(app::access_keys::access_key_create(&app, &ctx.p, b).await?),
+    ))
 }
 
 /// Enable, disable or describe an access key.
 #[utoipa::path(patch, path = "/v1/access-keys/{id}", operation_id = "access_key_update", tag = "access-keys",
     params(("id" = String, Path)), request_body = AccessKeyUpdate,
     responses((status = 200, body = AccessKey), (status = "default", body = ErrorBody)))]
-pub async fn access_key_update(State(app): State<AppRef>, ctx: Ctx, Path(id): Path<String>, Json(b): Json<AccessKeyUpdate>) -> Ok<AccessKey> {
-    Ok(axum::Json(app::access_keys::access_key_update(&app, &ctx.p, &id, b).await?))
+pub async fn access_key_update(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Json(b): Json<AccessKeyUpdate>,
+) -> Ok<AccessKey> {
+    Ok(axum::Json(
+        app::access_keys::access_key_update(&app, &ctx.p, &id, b).await?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/v1/access-keys/{id}", operation_id = "access_key_delete", tag = "access-keys",
     params(("id" = String, Path)),
     responses((status = 204), (status = "default", body = ErrorBody)))]
-pub async fn access_key_delete(State(app): State<AppRef>, ctx: Ctx, Path(id): Path<String>) -> Result<StatusCode> {
+pub async fn access_key_delete(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
     app::access_keys::access_key_delete(&app, &ctx.p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -91,7 +143,11 @@ pub async fn access_key_delete(State(app): State<AppRef>, ctx: Ctx, Path(id): Pa
 #[utoipa::path(get, path = "/v1/audit-events", operation_id = "audit_list", tag = "audit",
     params(AuditFilter),
     responses((status = 200, body = Page<AuditEvent>), (status = "default", body = ErrorBody)))]
-pub async fn audit_list(State(app): State<AppRef>, ctx: Ctx, Query(f): Query<AuditFilter>) -> Ok<Page<AuditEvent>> {
+pub async fn audit_list(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Query(f): Query<AuditFilter>,
+) -> Ok<Page<AuditEvent>> {
     Ok(axum::Json(app::audit::audit_list(&app, &ctx.p, f).await?))
 }
 
@@ -99,7 +155,11 @@ pub async fn audit_list(State(app): State<AppRef>, ctx: Ctx, Query(f): Query<Aud
 #[utoipa::path(get, path = "/v1/audit-events/export", operation_id = "audit_export", tag = "audit",
     params(AuditFilter),
     responses((status = 200, content_type = "text/csv", body = String), (status = "default", body = ErrorBody)))]
-pub async fn audit_export(State(app): State<AppRef>, ctx: Ctx, Query(f): Query<AuditFilter>) -> Result<axum::response::Response> {
+pub async fn audit_export(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Query(f): Query<AuditFilter>,
+) -> Result<axum::response::Response> {
     let csv = app::audit::audit_export(&app, &ctx.p, f).await?;
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response())
 }
@@ -125,5 +185,9 @@ pub async fn health_view(State(app): State<AppRef>) -> Ok<Health> {
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics_view", tag = "system",
     responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics_view(State(app): State<AppRef>) -> axum::response::Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
 }

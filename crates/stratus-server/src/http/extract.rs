@@ -26,7 +26,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     type Rejection = Error;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
         match parts.extensions.get::<Authenticated>() {
-            Some(a) => Ok(Ctx { p: a.principal.clone(), token: a.token.clone() }),
+            Some(a) => Ok(Ctx {
+                p: a.principal.clone(),
+                token: a.token.clone(),
+            }),
             None => Err(Error::Unauthenticated(
                 "log in first: send Authorization: Bearer <token> or a signed request".into(),
             )),
@@ -51,12 +54,22 @@ fn json_error(e: JsonRejection) -> Error {
         JsonRejection::JsonDataError(e) => {
             // "Failed to deserialize the JSON body into the target type: name: invalid type…"
             let text = e.body_text();
-            let detail = text.split_once("target type: ").map(|(_, d)| d).unwrap_or(&text);
+            let detail = text
+                .split_once("target type: ")
+                .map(|(_, d)| d)
+                .unwrap_or(&text);
             Error::InvalidInput(detail.to_string())
         }
-        JsonRejection::JsonSyntaxError(e) => Error::InvalidInput(format!("body: malformed JSON ({})", e.body_text().rsplit(": ").next().unwrap_or(""))),
-        JsonRejection::MissingJsonContentType(_) => Error::InvalidInput("content-type: must be application/json".into()),
-        JsonRejection::BytesRejection(_) => Error::InvalidInput("body: could not be read (too large?)".into()),
+        JsonRejection::JsonSyntaxError(e) => Error::InvalidInput(format!(
+            "body: malformed JSON ({})",
+            e.body_text().rsplit(": ").next().unwrap_or("")
+        )),
+        JsonRejection::MissingJsonContentType(_) => {
+            Error::InvalidInput("content-type: must be application/json".into())
+        }
+        JsonRejection::BytesRejection(_) => {
+            Error::InvalidInput("body: could not be read (too large?)".into())
+        }
         other => Error::InvalidInput(format!("body: {}", other.body_text())),
     }
 }
@@ -68,7 +81,9 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Path(v)),
-            Err(PathRejection::FailedToDeserializePathParams(_)) => Err(Error::InvalidInput("id: must be a UUID".into())),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => {
+                Err(Error::InvalidInput("id: must be a UUID".into()))
+            }
             Err(e) => Err(Error::InvalidInput(format!("path: {}", e.body_text()))),
         }
     }
@@ -83,7 +98,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
                 let text = e.body_text();
-                let detail = text.split_once("query string: ").map(|(_, d)| d).unwrap_or(&text);
+                let detail = text
+                    .split_once("query string: ")
+                    .map(|(_, d)| d)
+                    .unwrap_or(&text);
                 Err(Error::InvalidInput(format!("query: {detail}")))
             }
             Err(e) => Err(Error::InvalidInput(format!("query: {}", e.body_text()))),

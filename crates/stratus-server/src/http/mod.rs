@@ -132,18 +132,32 @@ pub fn router(app: AppRef) -> Router {
             "/openapi.json",
             axum::routing::get(move || {
                 let d = doc_json.clone();
-                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], (*d).clone()) }
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        (*d).clone(),
+                    )
+                }
             }),
         )
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
-        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed("this endpoint does not accept that method".into()) })
-        .layer(axum::middleware::from_fn_with_state((app.clone(), ops), middleware))
+        .method_not_allowed_fallback(|| async {
+            Error::MethodNotAllowed("this endpoint does not accept that method".into())
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            (app.clone(), ops),
+            middleware,
+        ))
         .with_state(app)
 }
 
 /// The `{id}` of the route, read from the actual path.
 fn path_id(template: &str, path: &str) -> Option<String> {
-    template.split('/').zip(path.split('/')).find(|(t, _)| *t == "{id}").map(|(_, v)| v.to_string())
+    template
+        .split('/')
+        .zip(path.split('/'))
+        .find(|(t, _)| *t == "{id}")
+        .map(|(_, v)| v.to_string())
 }
 
 async fn middleware(
@@ -154,7 +168,12 @@ async fn middleware(
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().copied();
     let started = Instant::now();
     let request_id = Uuid::new_v4().simple().to_string();
-    REQUEST_ID.scope(request_id.clone(), handle(app, ops, peer, req, next, started, request_id.clone())).await
+    REQUEST_ID
+        .scope(
+            request_id.clone(),
+            handle(app, ops, peer, req, next, started, request_id.clone()),
+        )
+        .await
 }
 
 async fn handle(
@@ -169,13 +188,21 @@ async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let template = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
     let operation = template
         .as_ref()
         .and_then(|t| ops.0.get(&(method.clone(), t.clone())).cloned())
         .unwrap_or_else(|| "unknown".to_string());
-    let source_ip = peer.map(|ConnectInfo(a)| a.ip().to_string()).unwrap_or_default();
-    let mutating = matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
+    let source_ip = peer
+        .map(|ConnectInfo(a)| a.ip().to_string())
+        .unwrap_or_default();
+    let mutating = matches!(
+        method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
 
     let (mut parts, body) = req.into_parts();
     let max = app.config.max_body_bytes;
@@ -187,7 +214,9 @@ async fn handle(
     let bytes = if declared.is_some_and(|n| n > max) {
         Err(Error::PayloadTooLarge(max))
     } else {
-        axum::body::to_bytes(body, max).await.map_err(|_| Error::PayloadTooLarge(max))
+        axum::body::to_bytes(body, max)
+            .await
+            .map_err(|_| Error::PayloadTooLarge(max))
     };
 
     let mut principal = None;
@@ -195,12 +224,18 @@ async fn handle(
     let outcome: Result<bytes_alias::Bytes, Error> = match bytes {
         Err(e) => Err(e),
         Ok(bytes) => {
-            let authz = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            let authz = parts
+                .headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
             let auth = match authz {
                 None => Ok(None),
                 Some(h) if h.starts_with("Bearer ") => {
                     let token = h["Bearer ".len()..].trim().to_string();
-                    app.auth.bearer(&app.store, &token).await.map(|p| Some((p, Some(token))))
+                    app.auth
+                        .bearer(&app.store, &token)
+                        .await
+                        .map(|p| Some((p, Some(token))))
                 }
                 Some(h) if h.starts_with(stratus_api::sigv4::ALGORITHM) => app
                     .auth
@@ -223,13 +258,18 @@ async fn handle(
                         });
                         Some((p, None))
                     }),
-                Some(_) => Err(Error::Unauthenticated("authorization: use Bearer <token> or AWS4-HMAC-SHA256".into())),
+                Some(_) => Err(Error::Unauthenticated(
+                    "authorization: use Bearer <token> or AWS4-HMAC-SHA256".into(),
+                )),
             };
             match auth {
                 Ok(Some((p, token))) => {
                     account = p.name.clone();
                     principal = Some(p.clone());
-                    parts.extensions.insert(Authenticated { principal: p, token });
+                    parts.extensions.insert(Authenticated {
+                        principal: p,
+                        token,
+                    });
                     Ok(bytes)
                 }
                 Ok(None) => Ok(bytes),
@@ -253,14 +293,24 @@ async fn handle(
             e.into_response()
         }
         Ok(bytes) => {
-            request_body_for_log = if mutating { crate::calllog::redact(&bytes) } else { serde_json::Value::Null };
-            next.run(Request::from_parts(parts, Body::from(bytes))).await
+            request_body_for_log = if mutating {
+                crate::calllog::redact(&bytes)
+            } else {
+                serde_json::Value::Null
+            };
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
         }
     };
     let status = response.status().as_u16();
-    let error = response.extensions().get::<ErrorMessage>().map(|m| m.0.clone()).unwrap_or_default();
+    let error = response
+        .extensions()
+        .get::<ErrorMessage>()
+        .map(|m| m.0.clone())
+        .unwrap_or_default();
     let elapsed = started.elapsed();
-    app.metrics.observe(&operation, status, elapsed.as_secs_f64());
+    app.metrics
+        .observe(&operation, status, elapsed.as_secs_f64());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
@@ -282,28 +332,48 @@ async fn handle(
         return response;
     }
     // Created objects are named in the response body; buffer it (it is small) to read the id.
-    let mut object_id = template.as_deref().and_then(|t| path_id(t, &path)).unwrap_or_default();
+    let mut object_id = template
+        .as_deref()
+        .and_then(|t| path_id(t, &path))
+        .unwrap_or_default();
     if object_id.is_empty() && status < 300 {
         let (rparts, rbody) = response.into_parts();
-        let rbytes = axum::body::to_bytes(rbody, 1 << 20).await.unwrap_or_default();
+        let rbytes = axum::body::to_bytes(rbody, 1 << 20)
+            .await
+            .unwrap_or_default();
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&rbytes) {
-            let id = v.get("id").or_else(|| v.pointer("/access_key/id")).or_else(|| v.pointer("/user/id"));
+            let id = v
+                .get("id")
+                .or_else(|| v.pointer("/access_key/id"))
+                .or_else(|| v.pointer("/user/id"));
             object_id = id.and_then(|i| i.as_str()).unwrap_or_default().to_string();
         }
         response = Response::from_parts(rparts, Body::from(rbytes));
     }
-    let actor = response.extensions().get::<AuditActor>().map(|a| a.0.clone());
+    let actor = response
+        .extensions()
+        .get::<AuditActor>()
+        .map(|a| a.0.clone());
     let result = match status {
         200..=399 => AuditResult::Success,
         401 | 403 | 423 | 429 => AuditResult::Denied,
         _ => AuditResult::Failure,
     };
-    let object_type = path.trim_start_matches("/v1/").split('/').next().unwrap_or_default().to_string();
+    let object_type = path
+        .trim_start_matches("/v1/")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let record = AuditRecord {
         at: now_text(),
         request_id,
         user_id: principal.as_ref().map(|p| p.user_id),
-        user_name: principal.as_ref().map(|p| p.name.clone()).or(actor).unwrap_or_default(),
+        user_name: principal
+            .as_ref()
+            .map(|p| p.name.clone())
+            .or(actor)
+            .unwrap_or_default(),
         vdc_id: principal.as_ref().and_then(|p| p.vdc_id),
         source_ip,
         method: method.to_string(),

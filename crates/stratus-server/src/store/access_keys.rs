@@ -28,7 +28,13 @@ fn key_from_row(row: &AnyRow) -> Result<AccessKeyRow> {
 }
 
 impl Store {
-    pub async fn access_key_create(&self, id: &str, user_id: Uuid, secret: &str, description: &str) -> Result<AccessKey> {
+    pub async fn access_key_create(
+        &self,
+        id: &str,
+        user_id: Uuid,
+        secret: &str,
+        description: &str,
+    ) -> Result<AccessKey> {
         sqlx::query("INSERT INTO access_keys (id, user_id, secret, description, enabled, created_at) VALUES ($1, $2, $3, $4, 1, $5)")
             .bind(id)
             .bind(user_id.to_string())
@@ -37,7 +43,11 @@ impl Store {
             .bind(now_text())
             .execute(&self.db.write)
             .await?;
-        Ok(self.access_key_get(id).await?.ok_or_else(|| Error::internal("access key vanished after insert"))?.key)
+        Ok(self
+            .access_key_get(id)
+            .await?
+            .ok_or_else(|| Error::internal("access key vanished after insert"))?
+            .key)
     }
 
     pub async fn access_key_get(&self, id: &str) -> Result<Option<AccessKeyRow>> {
@@ -53,24 +63,48 @@ impl Store {
         if let Some(u) = user_id {
             c.and("user_id = ?", [Arg::from(u)]);
         }
-        let (sql, args) = c.render(&format!("SELECT {COLS} FROM access_keys"), "ORDER BY created_at, id LIMIT 10000", vec![]);
-        let rows = sqlx::query_with(&sql, args).fetch_all(&self.db.read).await?;
-        rows.iter().map(|r| key_from_row(r).map(|k| k.key)).collect()
+        let (sql, args) = c.render(
+            &format!("SELECT {COLS} FROM access_keys"),
+            "ORDER BY created_at, id LIMIT 10000",
+            vec![],
+        );
+        let rows = sqlx::query_with(&sql, args)
+            .fetch_all(&self.db.read)
+            .await?;
+        rows.iter()
+            .map(|r| key_from_row(r).map(|k| k.key))
+            .collect()
     }
 
-    pub async fn access_key_update(&self, id: &str, enabled: Option<bool>, description: Option<&str>) -> Result<AccessKey> {
-        let cur = self.access_key_get(id).await?.ok_or_else(|| Error::not_found("access key", id))?.key;
+    pub async fn access_key_update(
+        &self,
+        id: &str,
+        enabled: Option<bool>,
+        description: Option<&str>,
+    ) -> Result<AccessKey> {
+        let cur = self
+            .access_key_get(id)
+            .await?
+            .ok_or_else(|| Error::not_found("access key", id))?
+            .key;
         sqlx::query("UPDATE access_keys SET enabled = $1, description = $2 WHERE id = $3")
             .bind(enabled.unwrap_or(cur.enabled) as i64)
             .bind(description.unwrap_or(&cur.description))
             .bind(id)
             .execute(&self.db.write)
             .await?;
-        Ok(self.access_key_get(id).await?.ok_or_else(|| Error::not_found("access key", id))?.key)
+        Ok(self
+            .access_key_get(id)
+            .await?
+            .ok_or_else(|| Error::not_found("access key", id))?
+            .key)
     }
 
     pub async fn access_key_delete(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM access_keys WHERE id = $1").bind(id).execute(&self.db.write).await?;
+        sqlx::query("DELETE FROM access_keys WHERE id = $1")
+            .bind(id)
+            .execute(&self.db.write)
+            .await?;
         Ok(())
     }
 

@@ -25,7 +25,8 @@ pub struct AuditRecord {
     pub message: String,
 }
 
-const COLS: &str = "id, at, request_id, user_id, user_name, vdc_id, source_ip, method, path, operation, \
+const COLS: &str =
+    "id, at, request_id, user_id, user_name, vdc_id, source_ip, method, path, operation, \
                     object_type, object_id, result, status, duration_us, message";
 
 fn event_from_row(row: &AnyRow) -> Result<AuditEvent> {
@@ -43,7 +44,8 @@ fn event_from_row(row: &AnyRow) -> Result<AuditEvent> {
         operation: col_str(row, "operation")?,
         object_type: col_str(row, "object_type")?,
         object_id: col_str(row, "object_id")?,
-        result: AuditResult::parse(&result).ok_or_else(|| Error::internal(format!("bad audit result {result}")))?,
+        result: AuditResult::parse(&result)
+            .ok_or_else(|| Error::internal(format!("bad audit result {result}")))?,
         status: col_i64(row, "status")? as u16,
         duration_ms: col_i64(row, "duration_us")? as f64 / 1000.0,
         message: col_str(row, "message")?,
@@ -103,12 +105,23 @@ impl Store {
             c.and("result = ?", [Arg::from(r.as_str())]);
         }
         if let Some(n) = &f.next {
-            let below: i64 = n.parse().map_err(|_| Error::invalid("next", "is not a cursor this server issued"))?;
+            let below: i64 = n
+                .parse()
+                .map_err(|_| Error::invalid("next", "is not a cursor this server issued"))?;
             c.and("id < ?", [Arg::Int(below)]);
         }
-        let (sql, args) = c.render(&format!("SELECT {COLS} FROM audit_events"), "ORDER BY id DESC LIMIT ?", vec![Arg::Int(limit + 1)]);
-        let rows = sqlx::query_with(&sql, args).fetch_all(&self.db.read).await?;
-        let mut items = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+        let (sql, args) = c.render(
+            &format!("SELECT {COLS} FROM audit_events"),
+            "ORDER BY id DESC LIMIT ?",
+            vec![Arg::Int(limit + 1)],
+        );
+        let rows = sqlx::query_with(&sql, args)
+            .fetch_all(&self.db.read)
+            .await?;
+        let mut items = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>>>()?;
         let next = if items.len() as i64 > limit {
             items.truncate(limit as usize);
             items.last().map(|e| e.id.to_string())

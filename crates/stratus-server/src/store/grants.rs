@@ -2,7 +2,10 @@ use sqlx::any::AnyRow;
 use stratus_api::{Grant, ScopeType};
 use uuid::Uuid;
 
-use super::{col_opt_str, col_opt_uuid, col_str, col_time, col_uuid, is_unique_violation, now_text, Arg, Conds, Store};
+use super::{
+    col_opt_str, col_opt_uuid, col_str, col_time, col_uuid, is_unique_violation, now_text, Arg,
+    Conds, Store,
+};
 use crate::authz::{self, GrantRef, GrantScope, Visibility};
 use crate::error::{Error, Result};
 
@@ -14,14 +17,21 @@ fn grant_from_row(row: &AnyRow) -> Result<Grant> {
         id: col_uuid(row, "id")?,
         user_id: col_uuid(row, "user_id")?,
         role: col_str(row, "role")?,
-        scope_type: ScopeType::parse(&st).ok_or_else(|| Error::internal(format!("bad scope_type {st}")))?,
+        scope_type: ScopeType::parse(&st)
+            .ok_or_else(|| Error::internal(format!("bad scope_type {st}")))?,
         scope_id: col_opt_uuid(row, "scope_id")?,
         created_at: col_time(row, "created_at")?,
     })
 }
 
 impl Store {
-    pub async fn grant_create(&self, user_id: Uuid, role: &str, scope_type: ScopeType, scope_id: Option<Uuid>) -> Result<Grant> {
+    pub async fn grant_create(
+        &self,
+        user_id: Uuid,
+        role: &str,
+        scope_type: ScopeType,
+        scope_id: Option<Uuid>,
+    ) -> Result<Grant> {
         let id = Uuid::new_v4();
         sqlx::query("INSERT INTO grants (id, user_id, role, scope_type, scope_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(id.to_string())
@@ -39,7 +49,9 @@ impl Store {
                     e.into()
                 }
             })?;
-        self.grant_get(id).await?.ok_or_else(|| Error::internal("grant vanished after insert"))
+        self.grant_get(id)
+            .await?
+            .ok_or_else(|| Error::internal("grant vanished after insert"))
     }
 
     pub async fn grant_get(&self, id: Uuid) -> Result<Option<Grant>> {
@@ -51,10 +63,19 @@ impl Store {
     }
 
     /// Grants on scopes visible under `vis`, plus the caller's own (`self_id`).
-    pub async fn grant_list(&self, vis: &Visibility, self_id: Uuid, user_id: Option<Uuid>, scope_id: Option<Uuid>) -> Result<Vec<Grant>> {
+    pub async fn grant_list(
+        &self,
+        vis: &Visibility,
+        self_id: Uuid,
+        user_id: Option<Uuid>,
+        scope_id: Option<Uuid>,
+    ) -> Result<Vec<Grant>> {
         let mut c = Conds::new();
         if !vis.all {
-            let subtree = format!("SELECT descendant_id FROM vdc_closure WHERE {}", Conds::in_list("ancestor_id", vis.vdcs.len()));
+            let subtree = format!(
+                "SELECT descendant_id FROM vdc_closure WHERE {}",
+                Conds::in_list("ancestor_id", vis.vdcs.len())
+            );
             let mut args: Vec<Arg> = vec![Arg::from(self_id)];
             args.extend(vis.vdcs.iter().map(|v| Arg::from(*v)));
             args.extend(vis.vdcs.iter().map(|v| Arg::from(*v)));
@@ -74,13 +95,22 @@ impl Store {
         if let Some(s) = scope_id {
             c.and("scope_id = ?", [Arg::from(s)]);
         }
-        let (sql, args) = c.render(&format!("SELECT {COLS} FROM grants"), "ORDER BY created_at, id LIMIT 10000", vec![]);
-        let rows = sqlx::query_with(&sql, args).fetch_all(&self.db.read).await?;
+        let (sql, args) = c.render(
+            &format!("SELECT {COLS} FROM grants"),
+            "ORDER BY created_at, id LIMIT 10000",
+            vec![],
+        );
+        let rows = sqlx::query_with(&sql, args)
+            .fetch_all(&self.db.read)
+            .await?;
         rows.iter().map(grant_from_row).collect()
     }
 
     pub async fn grant_delete(&self, id: Uuid) -> Result<()> {
-        sqlx::query("DELETE FROM grants WHERE id = $1").bind(id.to_string()).execute(&self.db.write).await?;
+        sqlx::query("DELETE FROM grants WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.db.write)
+            .await?;
         Ok(())
     }
 
@@ -99,9 +129,15 @@ impl Store {
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            let Some(role) = authz::role(&col_str(row, "role")?) else { continue };
+            let Some(role) = authz::role(&col_str(row, "role")?) else {
+                continue;
+            };
             let org = col_opt_str(row, "org_id")?.and_then(|s| Uuid::parse_str(&s).ok());
-            let scope = match (col_str(row, "scope_type")?.as_str(), col_opt_uuid(row, "scope_id")?, org) {
+            let scope = match (
+                col_str(row, "scope_type")?.as_str(),
+                col_opt_uuid(row, "scope_id")?,
+                org,
+            ) {
                 ("platform", _, _) => GrantScope::Platform,
                 ("vdc", Some(id), Some(org_id)) => GrantScope::Vdc { id, org_id },
                 ("project", Some(id), Some(org_id)) => match col_opt_uuid(row, "project_vdc")? {

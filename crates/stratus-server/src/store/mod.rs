@@ -134,7 +134,11 @@ impl Conds {
     }
 
     /// Add `fragment` (with one `?` per arg) ANDed with the rest.
-    pub fn and(&mut self, fragment: impl Into<String>, args: impl IntoIterator<Item = Arg>) -> &mut Self {
+    pub fn and(
+        &mut self,
+        fragment: impl Into<String>,
+        args: impl IntoIterator<Item = Arg>,
+    ) -> &mut Self {
         self.parts.push(fragment.into());
         self.args.extend(args);
         self
@@ -150,11 +154,23 @@ impl Conds {
     }
 
     /// Render `sql_head WHERE … sql_tail`, numbering the placeholders; returns SQL and args.
-    pub fn render(&self, head: &str, tail: &str, tail_args: Vec<Arg>) -> (String, AnyArguments<'static>) {
+    pub fn render(
+        &self,
+        head: &str,
+        tail: &str,
+        tail_args: Vec<Arg>,
+    ) -> (String, AnyArguments<'static>) {
         let mut sql = String::from(head);
         if !self.parts.is_empty() {
             sql.push_str(" WHERE ");
-            sql.push_str(&self.parts.iter().map(|p| format!("({p})")).collect::<Vec<_>>().join(" AND "));
+            sql.push_str(
+                &self
+                    .parts
+                    .iter()
+                    .map(|p| format!("({p})"))
+                    .collect::<Vec<_>>()
+                    .join(" AND "),
+            );
         }
         sql.push(' ');
         sql.push_str(tail);
@@ -210,9 +226,19 @@ impl Paging {
                 None => (false, s),
             },
         };
-        let column = sortable.iter().copied().find(|c| *c == name).ok_or_else(|| {
-            Error::invalid("sort", &format!("must be one of {} (prefix - to reverse)", sortable.join(", ")))
-        })?;
+        let column = sortable
+            .iter()
+            .copied()
+            .find(|c| *c == name)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "sort",
+                    &format!(
+                        "must be one of {} (prefix - to reverse)",
+                        sortable.join(", ")
+                    ),
+                )
+            })?;
         let after = match next {
             None => None,
             Some(cursor) => {
@@ -227,18 +253,29 @@ impl Paging {
                 Some((pair.1, pair.2))
             }
         };
-        Ok(Paging { column, descending, limit, after })
+        Ok(Paging {
+            column,
+            descending,
+            limit,
+            after,
+        })
     }
 
     /// Add the cursor condition and return the ORDER BY … LIMIT tail with its argument.
     pub fn apply(&self, conds: &mut Conds, id_col: &str) -> (String, Vec<Arg>) {
         let op = if self.descending { "<" } else { ">" };
         if let Some((v, id)) = &self.after {
-            conds.and(format!("({}, {id_col}) {op} (?, ?)", self.column), [Arg::from(v.as_str()), Arg::from(id.as_str())]);
+            conds.and(
+                format!("({}, {id_col}) {op} (?, ?)", self.column),
+                [Arg::from(v.as_str()), Arg::from(id.as_str())],
+            );
         }
         let dir = if self.descending { "DESC" } else { "ASC" };
         // One extra row tells whether another page exists.
-        (format!("ORDER BY {} {dir}, {id_col} {dir} LIMIT ?", self.column), vec![Arg::Int(self.limit + 1)])
+        (
+            format!("ORDER BY {} {dir}, {id_col} {dir} LIMIT ?", self.column),
+            vec![Arg::Int(self.limit + 1)],
+        )
     }
 
     pub fn page<T: Sortable>(&self, items: Vec<T>) -> (Vec<T>, Option<String>) {
@@ -246,7 +283,11 @@ impl Paging {
     }
 
     /// Trim the extra row and build the `next` cursor from the last row kept.
-    pub fn finish<T>(&self, mut items: Vec<T>, key: impl Fn(&T) -> (String, String)) -> (Vec<T>, Option<String>) {
+    pub fn finish<T>(
+        &self,
+        mut items: Vec<T>,
+        key: impl Fn(&T) -> (String, String),
+    ) -> (Vec<T>, Option<String>) {
         if items.len() as i64 <= self.limit {
             return (items, None);
         }
@@ -264,7 +305,10 @@ impl Paging {
 pub const NAME_LIKE: &str = "name LIKE ? ESCAPE '\\'";
 
 pub fn like_contains(text: &str) -> Arg {
-    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
     Arg::Text(format!("%{escaped}%"))
 }
 
@@ -289,7 +333,12 @@ macro_rules! sortable {
         }
     )*};
 }
-sortable!(stratus_api::Organization, stratus_api::Vdc, stratus_api::Project, stratus_api::User);
+sortable!(
+    stratus_api::Organization,
+    stratus_api::Vdc,
+    stratus_api::Project,
+    stratus_api::User
+);
 
 /// True when the error is a unique-constraint violation (on either backend).
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {

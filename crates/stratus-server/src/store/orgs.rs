@@ -2,7 +2,10 @@ use sqlx::any::AnyRow;
 use stratus_api::Organization;
 use uuid::Uuid;
 
-use super::{col_str, col_time, col_uuid, is_unique_violation, like_contains, now_text, Arg, Conds, Paging, Store, NAME_LIKE};
+use super::{
+    col_str, col_time, col_uuid, is_unique_violation, like_contains, now_text, Arg, Conds, Paging,
+    Store, NAME_LIKE,
+};
 use crate::error::{Error, Result};
 
 const COLS: &str = "id, name, description, created_at, updated_at";
@@ -19,7 +22,9 @@ fn org_from_row(row: &AnyRow) -> Result<Organization> {
 
 fn name_taken(e: sqlx::Error, name: &str) -> Error {
     if is_unique_violation(&e) {
-        Error::conflict(format!("name: an organization named {name:?} already exists"))
+        Error::conflict(format!(
+            "name: an organization named {name:?} already exists"
+        ))
     } else {
         e.into()
     }
@@ -37,7 +42,9 @@ impl Store {
             .execute(&self.db.write)
             .await
             .map_err(|e| name_taken(e, name))?;
-        self.org_get(id).await?.ok_or_else(|| Error::internal("organization vanished after insert"))
+        self.org_get(id)
+            .await?
+            .ok_or_else(|| Error::internal("organization vanished after insert"))
     }
 
     pub async fn org_get(&self, id: Uuid) -> Result<Option<Organization>> {
@@ -49,33 +56,55 @@ impl Store {
     }
 
     /// `only` restricts to these organizations (None = all).
-    pub async fn org_list(&self, only: Option<&[Uuid]>, name: Option<&str>, paging: &Paging) -> Result<(Vec<Organization>, Option<String>)> {
+    pub async fn org_list(
+        &self,
+        only: Option<&[Uuid]>,
+        name: Option<&str>,
+        paging: &Paging,
+    ) -> Result<(Vec<Organization>, Option<String>)> {
         let mut c = Conds::new();
         if let Some(ids) = only {
-            c.and(Conds::in_list("id", ids.len()), ids.iter().map(|i| Arg::from(*i)));
+            c.and(
+                Conds::in_list("id", ids.len()),
+                ids.iter().map(|i| Arg::from(*i)),
+            );
         }
         if let Some(n) = name {
             c.and(NAME_LIKE, [like_contains(n)]);
         }
         let (tail, targs) = paging.apply(&mut c, "id");
         let (sql, args) = c.render(&format!("SELECT {COLS} FROM organizations"), &tail, targs);
-        let rows = sqlx::query_with(&sql, args).fetch_all(&self.db.read).await?;
+        let rows = sqlx::query_with(&sql, args)
+            .fetch_all(&self.db.read)
+            .await?;
         let items = rows.iter().map(org_from_row).collect::<Result<Vec<_>>>()?;
         Ok(paging.page(items))
     }
 
-    pub async fn org_update(&self, id: Uuid, name: Option<&str>, description: Option<&str>) -> Result<Organization> {
-        let cur = self.org_get(id).await?.ok_or_else(|| Error::not_found("organization", id))?;
+    pub async fn org_update(
+        &self,
+        id: Uuid,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<Organization> {
+        let cur = self
+            .org_get(id)
+            .await?
+            .ok_or_else(|| Error::not_found("organization", id))?;
         let name = name.unwrap_or(&cur.name);
-        sqlx::query("UPDATE organizations SET name = $1, description = $2, updated_at = $3 WHERE id = $4")
-            .bind(name)
-            .bind(description.unwrap_or(&cur.description))
-            .bind(now_text())
-            .bind(id.to_string())
-            .execute(&self.db.write)
-            .await
-            .map_err(|e| name_taken(e, name))?;
-        self.org_get(id).await?.ok_or_else(|| Error::not_found("organization", id))
+        sqlx::query(
+            "UPDATE organizations SET name = $1, description = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(name)
+        .bind(description.unwrap_or(&cur.description))
+        .bind(now_text())
+        .bind(id.to_string())
+        .execute(&self.db.write)
+        .await
+        .map_err(|e| name_taken(e, name))?;
+        self.org_get(id)
+            .await?
+            .ok_or_else(|| Error::not_found("organization", id))
     }
 
     pub async fn org_delete(&self, id: Uuid) -> Result<()> {
@@ -85,9 +114,14 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         if n > 0 {
-            return Err(Error::conflict(format!("organization {id} still has {n} VDC(s); delete them first")));
+            return Err(Error::conflict(format!(
+                "organization {id} still has {n} VDC(s); delete them first"
+            )));
         }
-        let done = sqlx::query("DELETE FROM organizations WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+        let done = sqlx::query("DELETE FROM organizations WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(Error::not_found("organization", id));
         }
@@ -95,4 +129,3 @@ impl Store {
         Ok(())
     }
 }
-

@@ -2,7 +2,10 @@ use sqlx::any::AnyRow;
 use stratus_api::{Project, QuotaResource, ScopeType};
 use uuid::Uuid;
 
-use super::{col_str, col_time, col_uuid, is_unique_violation, like_contains, now_text, Arg, Conds, Paging, QuotaDelta, Store, NAME_LIKE};
+use super::{
+    col_str, col_time, col_uuid, is_unique_violation, like_contains, now_text, Arg, Conds, Paging,
+    QuotaDelta, Store, NAME_LIKE,
+};
 use crate::authz::Visibility;
 use crate::error::{Error, Result};
 
@@ -22,7 +25,9 @@ fn project_from_row(row: &AnyRow) -> Result<Project> {
 
 fn name_taken(e: sqlx::Error, name: &str) -> Error {
     if is_unique_violation(&e) {
-        Error::conflict(format!("name: a project named {name:?} already exists in this VDC"))
+        Error::conflict(format!(
+            "name: a project named {name:?} already exists in this VDC"
+        ))
     } else {
         e.into()
     }
@@ -48,7 +53,13 @@ pub(crate) fn project_visible(c: &mut Conds, v: &Visibility) {
 impl Store {
     /// Create a project in `vdc_chain[0]`, counting it against the `projects` quota of that
     /// VDC and every ancestor in the same transaction.
-    pub async fn project_create(&self, org_id: Uuid, vdc_id: Uuid, name: &str, description: &str) -> Result<Project> {
+    pub async fn project_create(
+        &self,
+        org_id: Uuid,
+        vdc_id: Uuid,
+        name: &str,
+        description: &str,
+    ) -> Result<Project> {
         let id = Uuid::new_v4();
         let now = now_text();
         let mut tx = self.db.write.begin().await?;
@@ -67,9 +78,19 @@ impl Store {
         .await
         .map_err(|e| name_taken(e, name))?;
         Self::quota_rows_create(&mut tx, ScopeType::Project, id).await?;
-        Self::quota_charge(&mut tx, &vdc_chain, &[QuotaDelta { resource: QuotaResource::Projects, amount: 1 }]).await?;
+        Self::quota_charge(
+            &mut tx,
+            &vdc_chain,
+            &[QuotaDelta {
+                resource: QuotaResource::Projects,
+                amount: 1,
+            }],
+        )
+        .await?;
         tx.commit().await?;
-        self.project_get(id).await?.ok_or_else(|| Error::internal("project vanished after insert"))
+        self.project_get(id)
+            .await?
+            .ok_or_else(|| Error::internal("project vanished after insert"))
     }
 
     pub async fn project_get(&self, id: Uuid) -> Result<Option<Project>> {
@@ -101,23 +122,40 @@ impl Store {
         }
         let (tail, targs) = paging.apply(&mut c, "id");
         let (sql, args) = c.render(&format!("SELECT {COLS} FROM projects"), &tail, targs);
-        let rows = sqlx::query_with(&sql, args).fetch_all(&self.db.read).await?;
-        let items = rows.iter().map(project_from_row).collect::<Result<Vec<_>>>()?;
+        let rows = sqlx::query_with(&sql, args)
+            .fetch_all(&self.db.read)
+            .await?;
+        let items = rows
+            .iter()
+            .map(project_from_row)
+            .collect::<Result<Vec<_>>>()?;
         Ok(paging.page(items))
     }
 
-    pub async fn project_update(&self, id: Uuid, name: Option<&str>, description: Option<&str>) -> Result<Project> {
-        let cur = self.project_get(id).await?.ok_or_else(|| Error::not_found("project", id))?;
+    pub async fn project_update(
+        &self,
+        id: Uuid,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<Project> {
+        let cur = self
+            .project_get(id)
+            .await?
+            .ok_or_else(|| Error::not_found("project", id))?;
         let name = name.unwrap_or(&cur.name);
-        sqlx::query("UPDATE projects SET name = $1, description = $2, updated_at = $3 WHERE id = $4")
-            .bind(name)
-            .bind(description.unwrap_or(&cur.description))
-            .bind(now_text())
-            .bind(id.to_string())
-            .execute(&self.db.write)
-            .await
-            .map_err(|e| name_taken(e, name))?;
-        self.project_get(id).await?.ok_or_else(|| Error::not_found("project", id))
+        sqlx::query(
+            "UPDATE projects SET name = $1, description = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(name)
+        .bind(description.unwrap_or(&cur.description))
+        .bind(now_text())
+        .bind(id.to_string())
+        .execute(&self.db.write)
+        .await
+        .map_err(|e| name_taken(e, name))?;
+        self.project_get(id)
+            .await?
+            .ok_or_else(|| Error::not_found("project", id))
     }
 
     /// Delete a project that holds no resources; its VDCs' `projects` usage drops with it.
@@ -132,20 +170,40 @@ impl Store {
             .and_then(|(v,)| Uuid::parse_str(&v).ok())
             .ok_or_else(|| Error::not_found("project", id))?;
         let vdc_chain = Self::vdc_chain_tx(&mut tx, vdc_id).await?;
-        let busy: Vec<(String, i64)> = sqlx::query_as("SELECT resource, used FROM quotas WHERE scope_id = $1 AND used > 0")
-            .bind(&sid)
-            .fetch_all(&mut *tx)
-            .await?;
+        let busy: Vec<(String, i64)> =
+            sqlx::query_as("SELECT resource, used FROM quotas WHERE scope_id = $1 AND used > 0")
+                .bind(&sid)
+                .fetch_all(&mut *tx)
+                .await?;
         if let Some((res, n)) = busy.first() {
-            return Err(Error::conflict(format!("project {id} still holds resources ({res}: {n}); delete them first")));
+            return Err(Error::conflict(format!(
+                "project {id} still holds resources ({res}: {n}); delete them first"
+            )));
         }
-        let done = sqlx::query("DELETE FROM projects WHERE id = $1").bind(&sid).execute(&mut *tx).await?;
+        let done = sqlx::query("DELETE FROM projects WHERE id = $1")
+            .bind(&sid)
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(Error::not_found("project", id));
         }
-        sqlx::query("DELETE FROM grants WHERE scope_id = $1").bind(&sid).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM quotas WHERE scope_id = $1").bind(&sid).execute(&mut *tx).await?;
-        Self::quota_charge(&mut tx, &vdc_chain, &[QuotaDelta { resource: QuotaResource::Projects, amount: -1 }]).await?;
+        sqlx::query("DELETE FROM grants WHERE scope_id = $1")
+            .bind(&sid)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM quotas WHERE scope_id = $1")
+            .bind(&sid)
+            .execute(&mut *tx)
+            .await?;
+        Self::quota_charge(
+            &mut tx,
+            &vdc_chain,
+            &[QuotaDelta {
+                resource: QuotaResource::Projects,
+                amount: -1,
+            }],
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 
 use sqlx::{Any, Transaction};
-use stratus_api::{ConsistencyReport, QuotaLevel, QuotaLine, QuotaMismatch, QuotaResource, ScopeType};
+use stratus_api::{
+    ConsistencyReport, QuotaLevel, QuotaLine, QuotaMismatch, QuotaResource, ScopeType,
+};
 use uuid::Uuid;
 
 use super::Store;
@@ -21,7 +23,11 @@ pub struct QuotaDelta {
 type Tx = Transaction<'static, Any>;
 
 impl Store {
-    pub(crate) async fn quota_rows_create(tx: &mut Tx, scope_type: ScopeType, id: Uuid) -> Result<()> {
+    pub(crate) async fn quota_rows_create(
+        tx: &mut Tx,
+        scope_type: ScopeType,
+        id: Uuid,
+    ) -> Result<()> {
         for r in QuotaResource::ALL {
             sqlx::query("INSERT INTO quotas (scope_id, scope_type, resource, limit_value, used) VALUES ($1, $2, $3, -1, 0)")
                 .bind(id.to_string())
@@ -33,7 +39,12 @@ impl Store {
         Ok(())
     }
 
-    pub(crate) async fn quota_adjust(tx: &mut Tx, scope: &str, resource: &str, delta: i64) -> Result<()> {
+    pub(crate) async fn quota_adjust(
+        tx: &mut Tx,
+        scope: &str,
+        resource: &str,
+        delta: i64,
+    ) -> Result<()> {
         sqlx::query("UPDATE quotas SET used = used + $1 WHERE scope_id = $2 AND resource = $3")
             .bind(delta)
             .bind(scope)
@@ -44,7 +55,12 @@ impl Store {
     }
 
     /// Add `delta` to one level's usage only if it stays within that level's limit.
-    pub(crate) async fn quota_adjust_checked(tx: &mut Tx, scope: &str, resource: &str, delta: i64) -> Result<()> {
+    pub(crate) async fn quota_adjust_checked(
+        tx: &mut Tx,
+        scope: &str,
+        resource: &str,
+        delta: i64,
+    ) -> Result<()> {
         if delta <= 0 {
             return Self::quota_adjust(tx, scope, resource, delta).await;
         }
@@ -80,21 +96,26 @@ impl Store {
     pub async fn quota_charge(tx: &mut Tx, chain: &[Uuid], deltas: &[QuotaDelta]) -> Result<()> {
         for d in deltas.iter().filter(|d| d.amount != 0) {
             for scope in chain {
-                Self::quota_adjust_checked(tx, &scope.to_string(), d.resource.as_str(), d.amount).await?;
+                Self::quota_adjust_checked(tx, &scope.to_string(), d.resource.as_str(), d.amount)
+                    .await?;
             }
         }
         Ok(())
     }
 
     /// Limits and usage of each level (`levels` owner first, then ancestors).
-    pub async fn quota_view(&self, levels: &[(ScopeType, Uuid, String)]) -> Result<Vec<QuotaLevel>> {
+    pub async fn quota_view(
+        &self,
+        levels: &[(ScopeType, Uuid, String)],
+    ) -> Result<Vec<QuotaLevel>> {
         let mut out = Vec::with_capacity(levels.len());
         for (st, id, name) in levels {
-            let rows: Vec<(String, i64, i64)> =
-                sqlx::query_as("SELECT resource, limit_value, used FROM quotas WHERE scope_id = $1")
-                    .bind(id.to_string())
-                    .fetch_all(&self.db.read)
-                    .await?;
+            let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+                "SELECT resource, limit_value, used FROM quotas WHERE scope_id = $1",
+            )
+            .bind(id.to_string())
+            .fetch_all(&self.db.read)
+            .await?;
             let mut lines: Vec<QuotaLine> = rows
                 .into_iter()
                 .filter_map(|(r, limit, used)| {
@@ -107,7 +128,12 @@ impl Store {
                 })
                 .collect();
             lines.sort_by_key(|l| l.resource);
-            out.push(QuotaLevel { scope_type: *st, scope_id: *id, name: name.clone(), lines });
+            out.push(QuotaLevel {
+                scope_type: *st,
+                scope_id: *id,
+                name: name.clone(),
+                lines,
+            });
         }
         // Headroom at a level is the least headroom of it and everything above it.
         let mut above: HashMap<QuotaResource, i64> = HashMap::new();
@@ -161,37 +187,49 @@ impl Store {
             let value = limit.unwrap_or(-1);
             if let Some(v) = limit {
                 if *v < 0 {
-                    return Err(Error::invalid(&field, "must be zero or more (null for unlimited)"));
+                    return Err(Error::invalid(
+                        &field,
+                        "must be zero or more (null for unlimited)",
+                    ));
                 }
                 if *v > 1_000_000_000_000 {
                     return Err(Error::invalid(&field, "is too large"));
                 }
-                let (used,): (i64,) = sqlx::query_as("SELECT used FROM quotas WHERE scope_id = $1 AND resource = $2")
-                    .bind(&sid)
+                let (used,): (i64,) =
+                    sqlx::query_as("SELECT used FROM quotas WHERE scope_id = $1 AND resource = $2")
+                        .bind(&sid)
+                        .bind(resource.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if *v < used {
+                    return Err(Error::invalid(
+                        &field,
+                        &format!("{v} is below current usage {used}"),
+                    ));
+                }
+                for anc in ancestors {
+                    let (al,): (i64,) = sqlx::query_as(
+                        "SELECT limit_value FROM quotas WHERE scope_id = $1 AND resource = $2",
+                    )
+                    .bind(anc.to_string())
                     .bind(resource.as_str())
                     .fetch_one(&mut *tx)
                     .await?;
-                if *v < used {
-                    return Err(Error::invalid(&field, &format!("{v} is below current usage {used}")));
-                }
-                for anc in ancestors {
-                    let (al,): (i64,) =
-                        sqlx::query_as("SELECT limit_value FROM quotas WHERE scope_id = $1 AND resource = $2")
-                            .bind(anc.to_string())
-                            .bind(resource.as_str())
-                            .fetch_one(&mut *tx)
-                            .await?;
                     if al >= 0 && *v > al {
-                        return Err(Error::invalid(&field, &format!("{v} is above the limit {al} of ancestor VDC {anc}")));
+                        return Err(Error::invalid(
+                            &field,
+                            &format!("{v} is above the limit {al} of ancestor VDC {anc}"),
+                        ));
                     }
                 }
                 for b in &below {
-                    let (bl,): (i64,) =
-                        sqlx::query_as("SELECT limit_value FROM quotas WHERE scope_id = $1 AND resource = $2")
-                            .bind(b)
-                            .bind(resource.as_str())
-                            .fetch_one(&mut *tx)
-                            .await?;
+                    let (bl,): (i64,) = sqlx::query_as(
+                        "SELECT limit_value FROM quotas WHERE scope_id = $1 AND resource = $2",
+                    )
+                    .bind(b)
+                    .bind(resource.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
                     if bl > *v {
                         return Err(Error::invalid(&field, &format!("{v} is below the limit {bl} already set on {b}, which is inside this one")));
                     }
@@ -213,7 +251,9 @@ impl Store {
     /// VDCs' usage plus, for `projects`, the projects directly in it.
     pub async fn quota_consistency_check(&self) -> Result<ConsistencyReport> {
         let rows: Vec<(String, String, String, i64)> =
-            sqlx::query_as("SELECT scope_id, scope_type, resource, used FROM quotas").fetch_all(&self.db.read).await?;
+            sqlx::query_as("SELECT scope_id, scope_type, resource, used FROM quotas")
+                .fetch_all(&self.db.read)
+                .await?;
         let mut recorded: HashMap<(String, String), i64> = HashMap::new();
         for (scope, _, res, used) in &rows {
             recorded.insert((scope.clone(), res.clone()), *used);
@@ -221,9 +261,13 @@ impl Store {
         // Actual usage of projects: no project-level resource kinds exist yet, so each is 0.
         // Resource kinds add their recount here as they arrive.
         let mut actual: HashMap<(String, String), i64> = HashMap::new();
-        let projects: Vec<(String, String)> = sqlx::query_as("SELECT id, vdc_id FROM projects").fetch_all(&self.db.read).await?;
+        let projects: Vec<(String, String)> = sqlx::query_as("SELECT id, vdc_id FROM projects")
+            .fetch_all(&self.db.read)
+            .await?;
         let vdc_links: Vec<(String, String)> =
-            sqlx::query_as("SELECT ancestor_id, descendant_id FROM vdc_closure").fetch_all(&self.db.read).await?;
+            sqlx::query_as("SELECT ancestor_id, descendant_id FROM vdc_closure")
+                .fetch_all(&self.db.read)
+                .await?;
         let mut ancestors_of: HashMap<String, Vec<String>> = HashMap::new();
         for (a, d) in vdc_links {
             ancestors_of.entry(d).or_default().push(a);
@@ -234,23 +278,46 @@ impl Store {
             }
             // Every ancestor VDC (the project's VDC included) counts this project and its usage.
             for anc in ancestors_of.get(vdc).map(Vec::as_slice).unwrap_or(&[]) {
-                *actual.entry((anc.clone(), QuotaResource::Projects.as_str().to_string())).or_default() += 1;
-                for r in QuotaResource::ALL.iter().filter(|r| **r != QuotaResource::Projects) {
-                    let add = actual.get(&(pid.clone(), r.as_str().to_string())).copied().unwrap_or(0);
-                    *actual.entry((anc.clone(), r.as_str().to_string())).or_default() += add;
+                *actual
+                    .entry((anc.clone(), QuotaResource::Projects.as_str().to_string()))
+                    .or_default() += 1;
+                for r in QuotaResource::ALL
+                    .iter()
+                    .filter(|r| **r != QuotaResource::Projects)
+                {
+                    let add = actual
+                        .get(&(pid.clone(), r.as_str().to_string()))
+                        .copied()
+                        .unwrap_or(0);
+                    *actual
+                        .entry((anc.clone(), r.as_str().to_string()))
+                        .or_default() += add;
                 }
             }
         }
         let mut mismatches = Vec::new();
         for ((scope, res), used) in &recorded {
-            let want = actual.get(&(scope.clone(), res.clone())).copied().unwrap_or(0);
+            let want = actual
+                .get(&(scope.clone(), res.clone()))
+                .copied()
+                .unwrap_or(0);
             if want != *used {
-                if let (Ok(scope_id), Some(resource)) = (Uuid::parse_str(scope), QuotaResource::parse(res)) {
-                    mismatches.push(QuotaMismatch { scope_id, resource, recorded: *used, actual: want });
+                if let (Ok(scope_id), Some(resource)) =
+                    (Uuid::parse_str(scope), QuotaResource::parse(res))
+                {
+                    mismatches.push(QuotaMismatch {
+                        scope_id,
+                        resource,
+                        recorded: *used,
+                        actual: want,
+                    });
                 }
             }
         }
         mismatches.sort_by_key(|m| (m.scope_id, m.resource));
-        Ok(ConsistencyReport { counters_checked: recorded.len() as i64, mismatches })
+        Ok(ConsistencyReport {
+            counters_checked: recorded.len() as i64,
+            mismatches,
+        })
     }
 }

@@ -26,7 +26,8 @@ impl Store {
     pub async fn password_policy_get(&self) -> Result<PasswordPolicy> {
         match self.setting_get(PASSWORD_POLICY).await? {
             None => Ok(PasswordPolicy::default()),
-            Some(v) => serde_json::from_str(&v).map_err(|e| Error::internal(format!("stored password policy: {e}"))),
+            Some(v) => serde_json::from_str(&v)
+                .map_err(|e| Error::internal(format!("stored password policy: {e}"))),
         }
     }
 

@@ -13,7 +13,12 @@ pub struct SessionRow {
 }
 
 impl Store {
-    pub async fn token_create(&self, token_hash: &str, user_id: Uuid, expires_at: DateTime<Utc>) -> Result<()> {
+    pub async fn token_create(
+        &self,
+        token_hash: &str,
+        user_id: Uuid,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
         sqlx::query("INSERT INTO tokens (token_hash, user_id, created_at, expires_at, revoked) VALUES ($1, $2, $3, $4, 0)")
             .bind(token_hash)
             .bind(user_id.to_string())
@@ -30,9 +35,12 @@ impl Store {
                 .bind(token_hash)
                 .fetch_optional(&self.db.read)
                 .await?;
-        let Some((user, exp, revoked)) = row else { return Ok(None) };
+        let Some((user, exp, revoked)) = row else {
+            return Ok(None);
+        };
         Ok(Some(SessionRow {
-            user_id: Uuid::parse_str(&user).map_err(|e| crate::error::Error::internal(format!("tokens.user_id: {e}")))?,
+            user_id: Uuid::parse_str(&user)
+                .map_err(|e| crate::error::Error::internal(format!("tokens.user_id: {e}")))?,
             expires_at: parse_time(&exp)?,
             revoked: revoked != 0,
         }))
@@ -49,7 +57,10 @@ impl Store {
     /// Drop sessions that expired more than a day ago.
     pub async fn token_prune(&self) -> Result<u64> {
         let cutoff = time_text(Utc::now() - chrono::Duration::days(1));
-        let done = sqlx::query("DELETE FROM tokens WHERE expires_at < $1").bind(cutoff).execute(&self.db.write).await?;
+        let done = sqlx::query("DELETE FROM tokens WHERE expires_at < $1")
+            .bind(cutoff)
+            .execute(&self.db.write)
+            .await?;
         Ok(done.rows_affected())
     }
 }

@@ -3,11 +3,15 @@ use sqlx::any::AnyRow;
 use stratus_api::User;
 use uuid::Uuid;
 
-use super::{col_bool, col_i64, col_opt_time, col_opt_uuid, col_str, col_time, col_uuid, is_unique_violation, like_contains, now_text, time_text, Arg, Conds, Paging, Store, NAME_LIKE};
+use super::{
+    col_bool, col_i64, col_opt_time, col_opt_uuid, col_str, col_time, col_uuid,
+    is_unique_violation, like_contains, now_text, time_text, Arg, Conds, Paging, Store, NAME_LIKE,
+};
 use crate::authz::Visibility;
 use crate::error::{Error, Result};
 
-const COLS: &str = "id, name, display_name, email, description, vdc_id, password_hash, enabled, failed_logins, \
+const COLS: &str =
+    "id, name, display_name, email, description, vdc_id, password_hash, enabled, failed_logins, \
                     locked_until, last_login_at, password_changed_at, created_at, updated_at";
 
 /// A user with the fields only the server sees.
@@ -77,7 +81,11 @@ impl Store {
                 e.into()
             }
         })?;
-        Ok(self.user_get(id).await?.ok_or_else(|| Error::internal("user vanished after insert"))?.user)
+        Ok(self
+            .user_get(id)
+            .await?
+            .ok_or_else(|| Error::internal("user vanished after insert"))?
+            .user)
     }
 
     pub async fn user_get(&self, id: Uuid) -> Result<Option<UserRow>> {
@@ -97,13 +105,21 @@ impl Store {
     }
 
     pub async fn user_count(&self) -> Result<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&self.db.read).await?;
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.db.read)
+            .await?;
         Ok(n)
     }
 
     /// Users visible under `vis`: those of VDCs in its subtrees (platform staff, who have no
     /// VDC, only with a platform-wide grant).
-    pub async fn user_list(&self, vis: &Visibility, vdc_id: Option<Uuid>, name: Option<&str>, paging: &Paging) -> Result<(Vec<User>, Option<String>)> {
+    pub async fn user_list(
+        &self,
+        vis: &Visibility,
+        vdc_id: Option<Uuid>,
+        name: Option<&str>,
+        paging: &Paging,
+    ) -> Result<(Vec<User>, Option<String>)> {
         let mut c = Conds::new();
         super::vdcs::vdc_visible(&mut c, "vdc_id", vis);
         if let Some(v) = vdc_id {
@@ -114,13 +130,29 @@ impl Store {
         }
         let (tail, targs) = paging.apply(&mut c, "id");
         let (sql, args) = c.render(&format!("SELECT {COLS} FROM users"), &tail, targs);
-        let rows = sqlx::query_with(&sql, args).fetch_all(&self.db.read).await?;
-        let items = rows.iter().map(|r| user_from_row(r).map(|u| u.user)).collect::<Result<Vec<_>>>()?;
+        let rows = sqlx::query_with(&sql, args)
+            .fetch_all(&self.db.read)
+            .await?;
+        let items = rows
+            .iter()
+            .map(|r| user_from_row(r).map(|u| u.user))
+            .collect::<Result<Vec<_>>>()?;
         Ok(paging.page(items))
     }
 
-    pub async fn user_update(&self, id: Uuid, display_name: Option<&str>, email: Option<&str>, description: Option<&str>, enabled: Option<bool>) -> Result<User> {
-        let cur = self.user_get(id).await?.ok_or_else(|| Error::not_found("user", id))?.user;
+    pub async fn user_update(
+        &self,
+        id: Uuid,
+        display_name: Option<&str>,
+        email: Option<&str>,
+        description: Option<&str>,
+        enabled: Option<bool>,
+    ) -> Result<User> {
+        let cur = self
+            .user_get(id)
+            .await?
+            .ok_or_else(|| Error::not_found("user", id))?
+            .user;
         let mut tx = self.db.write.begin().await?;
         sqlx::query("UPDATE users SET display_name = $1, email = $2, description = $3, enabled = $4, updated_at = $5 WHERE id = $6")
             .bind(display_name.unwrap_or(&cur.display_name))
@@ -132,10 +164,17 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if enabled == Some(false) {
-            sqlx::query("UPDATE tokens SET revoked = 1 WHERE user_id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+            sqlx::query("UPDATE tokens SET revoked = 1 WHERE user_id = $1")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
-        Ok(self.user_get(id).await?.ok_or_else(|| Error::not_found("user", id))?.user)
+        Ok(self
+            .user_get(id)
+            .await?
+            .ok_or_else(|| Error::not_found("user", id))?
+            .user)
     }
 
     /// Set a new password hash, clear any lockout and revoke every session of the user.
@@ -148,7 +187,10 @@ impl Store {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE tokens SET revoked = 1 WHERE user_id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+        sqlx::query("UPDATE tokens SET revoked = 1 WHERE user_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -163,7 +205,12 @@ impl Store {
     }
 
     /// Count a failed login; lock the account when `max_failures` is reached. Returns true if now locked.
-    pub async fn user_login_failed(&self, id: Uuid, max_failures: i64, lock_until: DateTime<Utc>) -> Result<bool> {
+    pub async fn user_login_failed(
+        &self,
+        id: Uuid,
+        max_failures: i64,
+        lock_until: DateTime<Utc>,
+    ) -> Result<bool> {
         let mut tx = self.db.write.begin().await?;
         sqlx::query("UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1")
             .bind(id.to_string())
@@ -199,9 +246,15 @@ impl Store {
         let mut tx = self.db.write.begin().await?;
         let sid = id.to_string();
         for table in ["grants", "tokens", "access_keys"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1")).bind(&sid).execute(&mut *tx).await?;
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                .bind(&sid)
+                .execute(&mut *tx)
+                .await?;
         }
-        let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(&sid).execute(&mut *tx).await?;
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(&sid)
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(Error::not_found("user", id));
         }

@@ -3,7 +3,10 @@ use sqlx::{Any, Transaction};
 use stratus_api::{ScopeType, Vdc};
 use uuid::Uuid;
 
-use super::{col_i64, col_opt_uuid, col_str, col_time, col_uuid, is_unique_violation, like_contains, now_text, Arg, Conds, Paging, Store, NAME_LIKE};
+use super::{
+    col_i64, col_opt_uuid, col_str, col_time, col_uuid, is_unique_violation, like_contains,
+    now_text, Arg, Conds, Paging, Store, NAME_LIKE,
+};
 use crate::authz::Visibility;
 use crate::error::{Error, Result};
 
@@ -27,7 +30,9 @@ fn vdc_from_row(row: &AnyRow) -> Result<Vdc> {
 
 fn sibling_taken(e: sqlx::Error, name: &str) -> Error {
     if is_unique_violation(&e) {
-        Error::conflict(format!("name: a VDC named {name:?} already exists at this place in the tree"))
+        Error::conflict(format!(
+            "name: a VDC named {name:?} already exists at this place in the tree"
+        ))
     } else {
         e.into()
     }
@@ -39,18 +44,30 @@ pub(crate) fn vdc_visible(c: &mut Conds, col: &str, v: &Visibility) {
         return;
     }
     c.and(
-        format!("{col} IN (SELECT descendant_id FROM vdc_closure WHERE {})", Conds::in_list("ancestor_id", v.vdcs.len())),
+        format!(
+            "{col} IN (SELECT descendant_id FROM vdc_closure WHERE {})",
+            Conds::in_list("ancestor_id", v.vdcs.len())
+        ),
         v.vdcs.iter().map(|i| Arg::from(*i)),
     );
 }
 
 impl Store {
-    pub async fn vdc_create(&self, org_id: Uuid, parent: Option<&Vdc>, name: &str, description: &str) -> Result<Vdc> {
+    pub async fn vdc_create(
+        &self,
+        org_id: Uuid,
+        parent: Option<&Vdc>,
+        name: &str,
+        description: &str,
+    ) -> Result<Vdc> {
         let id = Uuid::new_v4();
         let now = now_text();
         let level = parent.map(|p| p.level + 1).unwrap_or(1);
         if level > MAX_VDC_LEVEL {
-            return Err(Error::invalid("parent_id", &format!("VDC trees are at most {MAX_VDC_LEVEL} levels deep")));
+            return Err(Error::invalid(
+                "parent_id",
+                &format!("VDC trees are at most {MAX_VDC_LEVEL} levels deep"),
+            ));
         }
         let mut tx = self.db.write.begin().await?;
         sqlx::query(
@@ -67,10 +84,12 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| sibling_taken(e, name))?;
-        sqlx::query("INSERT INTO vdc_closure (ancestor_id, descendant_id, distance) VALUES ($1, $1, 0)")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO vdc_closure (ancestor_id, descendant_id, distance) VALUES ($1, $1, 0)",
+        )
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
         if let Some(p) = parent {
             sqlx::query(
                 "INSERT INTO vdc_closure (ancestor_id, descendant_id, distance)
@@ -83,7 +102,9 @@ impl Store {
         }
         Self::quota_rows_create(&mut tx, ScopeType::Vdc, id).await?;
         tx.commit().await?;
-        self.vdc_get(id).await?.ok_or_else(|| Error::internal("VDC vanished after insert"))
+        self.vdc_get(id)
+            .await?
+            .ok_or_else(|| Error::internal("VDC vanished after insert"))
     }
 
     pub async fn vdc_get(&self, id: Uuid) -> Result<Option<Vdc>> {
@@ -96,13 +117,16 @@ impl Store {
 
     /// The VDC and its ancestors, nearest first (empty when the VDC does not exist).
     pub async fn vdc_chain(&self, id: Uuid) -> Result<Vec<Uuid>> {
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT ancestor_id FROM vdc_closure WHERE descendant_id = $1 ORDER BY distance")
-                .bind(id.to_string())
-                .fetch_all(&self.db.read)
-                .await?;
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT ancestor_id FROM vdc_closure WHERE descendant_id = $1 ORDER BY distance",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.db.read)
+        .await?;
         rows.into_iter()
-            .map(|(s,)| Uuid::parse_str(&s).map_err(|e| Error::internal(format!("vdc_closure: {e}"))))
+            .map(|(s,)| {
+                Uuid::parse_str(&s).map_err(|e| Error::internal(format!("vdc_closure: {e}")))
+            })
             .collect()
     }
 
@@ -127,13 +151,23 @@ impl Store {
         }
         let (tail, targs) = paging.apply(&mut c, "id");
         let (sql, args) = c.render(&format!("SELECT {COLS} FROM vdcs"), &tail, targs);
-        let rows = sqlx::query_with(&sql, args).fetch_all(&self.db.read).await?;
+        let rows = sqlx::query_with(&sql, args)
+            .fetch_all(&self.db.read)
+            .await?;
         let items = rows.iter().map(vdc_from_row).collect::<Result<Vec<_>>>()?;
         Ok(paging.page(items))
     }
 
-    pub async fn vdc_update(&self, id: Uuid, name: Option<&str>, description: Option<&str>) -> Result<Vdc> {
-        let cur = self.vdc_get(id).await?.ok_or_else(|| Error::not_found("VDC", id))?;
+    pub async fn vdc_update(
+        &self,
+        id: Uuid,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<Vdc> {
+        let cur = self
+            .vdc_get(id)
+            .await?
+            .ok_or_else(|| Error::not_found("VDC", id))?;
         let name = name.unwrap_or(&cur.name);
         sqlx::query("UPDATE vdcs SET name = $1, description = $2, updated_at = $3 WHERE id = $4")
             .bind(name)
@@ -143,7 +177,9 @@ impl Store {
             .execute(&self.db.write)
             .await
             .map_err(|e| sibling_taken(e, name))?;
-        self.vdc_get(id).await?.ok_or_else(|| Error::not_found("VDC", id))
+        self.vdc_get(id)
+            .await?
+            .ok_or_else(|| Error::not_found("VDC", id))
     }
 
     /// Move `vdc` and its subtree under `new_parent`: the closure table, levels and the
@@ -152,28 +188,37 @@ impl Store {
     pub async fn vdc_move(&self, vdc: &Vdc, new_parent: &Vdc) -> Result<Vdc> {
         let mut tx = self.db.write.begin().await?;
         let id = vdc.id.to_string();
-        let subtree: Vec<(String, i64)> =
-            sqlx::query_as("SELECT descendant_id, distance FROM vdc_closure WHERE ancestor_id = $1")
-                .bind(&id)
-                .fetch_all(&mut *tx)
-                .await?;
+        let subtree: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT descendant_id, distance FROM vdc_closure WHERE ancestor_id = $1",
+        )
+        .bind(&id)
+        .fetch_all(&mut *tx)
+        .await?;
         if subtree.iter().any(|(d, _)| *d == new_parent.id.to_string()) {
-            return Err(Error::invalid("parent_id", "cannot move a VDC under itself or one of its descendants"));
+            return Err(Error::invalid(
+                "parent_id",
+                "cannot move a VDC under itself or one of its descendants",
+            ));
         }
         let deepest = subtree.iter().map(|(_, d)| *d).max().unwrap_or(0);
         if new_parent.level + 1 + deepest > MAX_VDC_LEVEL {
-            return Err(Error::invalid("parent_id", &format!("the move would make the tree deeper than {MAX_VDC_LEVEL} levels")));
+            return Err(Error::invalid(
+                "parent_id",
+                &format!("the move would make the tree deeper than {MAX_VDC_LEVEL} levels"),
+            ));
         }
-        let old_ancestors: Vec<(String,)> =
-            sqlx::query_as("SELECT ancestor_id FROM vdc_closure WHERE descendant_id = $1 AND distance > 0")
-                .bind(&id)
-                .fetch_all(&mut *tx)
-                .await?;
-        let new_chain: Vec<(String,)> =
-            sqlx::query_as("SELECT ancestor_id FROM vdc_closure WHERE descendant_id = $1 ORDER BY distance")
-                .bind(new_parent.id.to_string())
-                .fetch_all(&mut *tx)
-                .await?;
+        let old_ancestors: Vec<(String,)> = sqlx::query_as(
+            "SELECT ancestor_id FROM vdc_closure WHERE descendant_id = $1 AND distance > 0",
+        )
+        .bind(&id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let new_chain: Vec<(String,)> = sqlx::query_as(
+            "SELECT ancestor_id FROM vdc_closure WHERE descendant_id = $1 ORDER BY distance",
+        )
+        .bind(new_parent.id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
         // Usage of the subtree leaves the old ancestors and arrives, within limits, at the new ones.
         let usage: Vec<(String, i64, i64)> =
             sqlx::query_as("SELECT resource, used, limit_value FROM quotas WHERE scope_id = $1")
@@ -182,12 +227,13 @@ impl Store {
                 .await?;
         for (resource, used, limit) in &usage {
             for (anc,) in &new_chain {
-                let (anc_limit,): (i64,) =
-                    sqlx::query_as("SELECT limit_value FROM quotas WHERE scope_id = $1 AND resource = $2")
-                        .bind(anc)
-                        .bind(resource)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                let (anc_limit,): (i64,) = sqlx::query_as(
+                    "SELECT limit_value FROM quotas WHERE scope_id = $1 AND resource = $2",
+                )
+                .bind(anc)
+                .bind(resource)
+                .fetch_one(&mut *tx)
+                .await?;
                 if *limit >= 0 && anc_limit >= 0 && *limit > anc_limit {
                     return Err(Error::invalid(
                         "parent_id",
@@ -204,7 +250,10 @@ impl Store {
         }
         // Re-link the subtree: drop links to old ancestors, add links to the new chain.
         let mut c = Conds::new();
-        c.and("descendant_id IN (SELECT descendant_id FROM vdc_closure WHERE ancestor_id = ?)", [Arg::from(id.as_str())]);
+        c.and(
+            "descendant_id IN (SELECT descendant_id FROM vdc_closure WHERE ancestor_id = ?)",
+            [Arg::from(id.as_str())],
+        );
         c.and(
             "ancestor_id NOT IN (SELECT descendant_id FROM vdc_closure WHERE ancestor_id = ?)",
             [Arg::from(id.as_str())],
@@ -237,26 +286,47 @@ impl Store {
             .await
             .map_err(|e| sibling_taken(e, &vdc.name))?;
         tx.commit().await?;
-        self.vdc_get(vdc.id).await?.ok_or_else(|| Error::not_found("VDC", vdc.id))
+        self.vdc_get(vdc.id)
+            .await?
+            .ok_or_else(|| Error::not_found("VDC", vdc.id))
     }
 
     /// Delete an empty VDC (no child VDCs, projects or users). Grants on it go with it.
     pub async fn vdc_delete(&self, id: Uuid) -> Result<()> {
         let mut tx = self.db.write.begin().await?;
         let sid = id.to_string();
-        for (table, col, what) in [("vdcs", "parent_id", "child VDC"), ("projects", "vdc_id", "project"), ("users", "vdc_id", "user")] {
-            let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table} WHERE {col} = $1"))
-                .bind(&sid)
-                .fetch_one(&mut *tx)
-                .await?;
+        for (table, col, what) in [
+            ("vdcs", "parent_id", "child VDC"),
+            ("projects", "vdc_id", "project"),
+            ("users", "vdc_id", "user"),
+        ] {
+            let (n,): (i64,) =
+                sqlx::query_as(&format!("SELECT COUNT(*) FROM {table} WHERE {col} = $1"))
+                    .bind(&sid)
+                    .fetch_one(&mut *tx)
+                    .await?;
             if n > 0 {
-                return Err(Error::conflict(format!("VDC {id} is not empty: it has {n} {what}(s)")));
+                return Err(Error::conflict(format!(
+                    "VDC {id} is not empty: it has {n} {what}(s)"
+                )));
             }
         }
-        sqlx::query("DELETE FROM grants WHERE scope_id = $1").bind(&sid).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM quotas WHERE scope_id = $1").bind(&sid).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM vdc_closure WHERE descendant_id = $1").bind(&sid).execute(&mut *tx).await?;
-        let done = sqlx::query("DELETE FROM vdcs WHERE id = $1").bind(&sid).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM grants WHERE scope_id = $1")
+            .bind(&sid)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM quotas WHERE scope_id = $1")
+            .bind(&sid)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM vdc_closure WHERE descendant_id = $1")
+            .bind(&sid)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM vdcs WHERE id = $1")
+            .bind(&sid)
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(Error::not_found("VDC", id));
         }
@@ -265,26 +335,36 @@ impl Store {
     }
 
     /// The VDC and its ancestors, nearest first, read inside a write transaction.
-    pub(crate) async fn vdc_chain_tx(tx: &mut Transaction<'static, Any>, id: Uuid) -> Result<Vec<Uuid>> {
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT ancestor_id FROM vdc_closure WHERE descendant_id = $1 ORDER BY distance")
-                .bind(id.to_string())
-                .fetch_all(&mut **tx)
-                .await?;
+    pub(crate) async fn vdc_chain_tx(
+        tx: &mut Transaction<'static, Any>,
+        id: Uuid,
+    ) -> Result<Vec<Uuid>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT ancestor_id FROM vdc_closure WHERE descendant_id = $1 ORDER BY distance",
+        )
+        .bind(id.to_string())
+        .fetch_all(&mut **tx)
+        .await?;
         if rows.is_empty() {
             return Err(Error::not_found("VDC", id));
         }
         rows.into_iter()
-            .map(|(s,)| Uuid::parse_str(&s).map_err(|e| Error::internal(format!("vdc_closure: {e}"))))
+            .map(|(s,)| {
+                Uuid::parse_str(&s).map_err(|e| Error::internal(format!("vdc_closure: {e}")))
+            })
             .collect()
     }
 
     /// Ids of the VDC's whole subtree, itself included.
-    pub(crate) async fn vdc_subtree_tx(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT descendant_id FROM vdc_closure WHERE ancestor_id = $1")
-            .bind(id)
-            .fetch_all(&mut **tx)
-            .await?;
+    pub(crate) async fn vdc_subtree_tx(
+        tx: &mut Transaction<'static, Any>,
+        id: &str,
+    ) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT descendant_id FROM vdc_closure WHERE ancestor_id = $1")
+                .bind(id)
+                .fetch_all(&mut **tx)
+                .await?;
         Ok(rows.into_iter().map(|(s,)| s).collect())
     }
 }

@@ -27,9 +27,16 @@ pub async fn fresh_database() -> String {
     match std::env::var("STRATUS_TEST_DATABASE") {
         Ok(base) if base.starts_with("postgres") => {
             let name = format!("stratus_test_{}", Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(&base).await.expect("connect to the test PostgreSQL server");
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
-            let (prefix, _) = base.rsplit_once('/').expect("postgres URL with a database name");
+            let mut conn = sqlx::PgConnection::connect(&base)
+                .await
+                .expect("connect to the test PostgreSQL server");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let (prefix, _) = base
+                .rsplit_once('/')
+                .expect("postgres URL with a database name");
             format!("{prefix}/{name}")
         }
         _ => "sqlite".to_string(),
@@ -37,11 +44,13 @@ pub async fn fresh_database() -> String {
 }
 
 pub fn test_config(dir: &std::path::Path, database: String) -> Config {
-    let mut cfg = Config::default();
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.data_dir = dir.to_path_buf();
-    cfg.database = database;
-    cfg.sqlite_synchronous = "normal".into();
+    let mut cfg = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        database,
+        sqlite_synchronous: "normal".into(),
+        ..Config::default()
+    };
     cfg.rate_limit.requests_per_second = 0.0;
     cfg.bootstrap.admin_password = Some(ADMIN_PW.into());
     cfg.bootstrap.secadmin_password = Some(SECADMIN_PW.into());
@@ -66,7 +75,11 @@ impl TestServer {
         tweak(&mut cfg);
         let server = stratus_server::start(cfg).await.expect("server starts");
         let url = format!("http://{}", server.addr);
-        TestServer { server: Some(server), url, dir }
+        TestServer {
+            server: Some(server),
+            url,
+            dir,
+        }
     }
 
     pub fn anon(&self) -> Client {
@@ -74,8 +87,18 @@ impl TestServer {
     }
 
     pub async fn login(&self, name: &str, password: &str) -> Client {
-        let r: Value = self.anon().post("/v1/auth/login", &json!({"name": name, "password": password})).await.unwrap_or_else(|e| panic!("login {name}: {e}"));
-        Client::new(&self.url, Auth::Token(r["token"].as_str().unwrap().to_string()))
+        let r: Value = self
+            .anon()
+            .post(
+                "/v1/auth/login",
+                &json!({"name": name, "password": password}),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("login {name}: {e}"));
+        Client::new(
+            &self.url,
+            Auth::Token(r["token"].as_str().unwrap().to_string()),
+        )
     }
 
     pub async fn admin(&self) -> Client {
@@ -97,7 +120,10 @@ impl TestServer {
 }
 
 pub fn id(v: &Value) -> String {
-    v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_string()
+    v["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {v}"))
+        .to_string()
 }
 
 /// Status code of a failed call (panics if it succeeded).
@@ -117,16 +143,48 @@ pub struct Tree {
 }
 
 pub async fn tree(admin: &Client, name: &str) -> Tree {
-    let org: Value = admin.post("/v1/organizations", &json!({"name": name})).await.unwrap();
-    let top: Value = admin.post("/v1/vdcs", &json!({"org_id": id(&org), "name": "top"})).await.unwrap();
-    let child: Value = admin.post("/v1/vdcs", &json!({"parent_id": id(&top), "name": "child"})).await.unwrap();
-    let project: Value = admin.post("/v1/projects", &json!({"vdc_id": id(&child), "name": "proj"})).await.unwrap();
-    Tree { org: id(&org), top: id(&top), child: id(&child), project: id(&project) }
+    let org: Value = admin
+        .post("/v1/organizations", &json!({"name": name}))
+        .await
+        .unwrap();
+    let top: Value = admin
+        .post("/v1/vdcs", &json!({"org_id": id(&org), "name": "top"}))
+        .await
+        .unwrap();
+    let child: Value = admin
+        .post("/v1/vdcs", &json!({"parent_id": id(&top), "name": "child"}))
+        .await
+        .unwrap();
+    let project: Value = admin
+        .post(
+            "/v1/projects",
+            &json!({"vdc_id": id(&child), "name": "proj"}),
+        )
+        .await
+        .unwrap();
+    Tree {
+        org: id(&org),
+        top: id(&top),
+        child: id(&child),
+        project: id(&project),
+    }
 }
 
 /// Create a user (as the security admin) in `vdc` and grant `role` on `scope` (vdc or project).
-pub async fn user_with_role(ts: &TestServer, sec: &Client, name: &str, vdc: Option<&str>, role: Option<(&str, &str, &str)>) -> (String, Client) {
-    let u: Value = sec.post("/v1/users", &json!({"name": name, "password": USER_PW, "vdc_id": vdc})).await.unwrap();
+pub async fn user_with_role(
+    ts: &TestServer,
+    sec: &Client,
+    name: &str,
+    vdc: Option<&str>,
+    role: Option<(&str, &str, &str)>,
+) -> (String, Client) {
+    let u: Value = sec
+        .post(
+            "/v1/users",
+            &json!({"name": name, "password": USER_PW, "vdc_id": vdc}),
+        )
+        .await
+        .unwrap();
     if let Some((role, scope_type, scope_id)) = role {
         let body = if scope_type == "platform" {
             json!({"user_id": id(&u), "role": role, "scope_type": "platform"})
