@@ -74,6 +74,8 @@ pub struct Authenticator {
     tokens: Mutex<HashMap<String, Cached>>,
     /// Signatures seen within the clock-skew window: a replayed request is refused.
     seen_signatures: Mutex<HashMap<String, Instant>>,
+    /// When each access key's `last_used_at` was last written: at most once a minute.
+    touched: Mutex<HashMap<String, Instant>>,
     max_skew: chrono::Duration,
     region: String,
 }
@@ -94,6 +96,7 @@ impl Authenticator {
             ttl,
             tokens: Mutex::new(HashMap::new()),
             seen_signatures: Mutex::new(HashMap::new()),
+            touched: Mutex::new(HashMap::new()),
             max_skew: chrono::Duration::seconds(max_skew_secs),
             region,
         }
@@ -240,6 +243,21 @@ impl Authenticator {
             .await?
             .ok_or_else(|| unauth("the access key's user is disabled"))?;
         Ok((principal, key.key.id))
+    }
+
+    /// Whether to record this key's use now (the first use, then at most once a minute).
+    pub fn should_touch(&self, key: &str) -> bool {
+        let now = Instant::now();
+        let Ok(mut t) = self.touched.lock() else {
+            return false;
+        };
+        match t.get(key) {
+            Some(at) if now.duration_since(*at) < Duration::from_secs(60) => false,
+            _ => {
+                t.insert(key.to_string(), now);
+                true
+            }
+        }
     }
 
     fn remember_signature(&self, sig: &str) -> Result<()> {

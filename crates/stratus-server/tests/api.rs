@@ -165,29 +165,16 @@ async fn duplicate_names_conflict_and_lists_page_sort_and_filter() {
             .await
             .unwrap();
     }
-    let mut seen = Vec::new();
-    let mut q = vec![
+    let q = vec![
         ("vdc_id", t.top.clone()),
         ("limit", "10".to_string()),
         ("sort", "-name".to_string()),
     ];
-    loop {
-        let page: Value = admin.get("/v1/projects", &q).await.unwrap();
-        seen.extend(
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p["name"].as_str().unwrap().to_string()),
-        );
-        match page["next"].as_str() {
-            Some(n) => {
-                q.retain(|(k, _)| *k != "next");
-                q.push(("next", n.to_string()));
-            }
-            None => break,
-        }
-    }
+    let seen: Vec<String> = list_all(&admin, "/v1/projects", q)
+        .await
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
     let mut want: Vec<String> = (0..25).map(|i| format!("p{i:02}")).collect();
     want.reverse();
     assert_eq!(

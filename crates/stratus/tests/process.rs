@@ -310,25 +310,12 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_write() {
         dir: dir.clone(),
     };
     let admin = ts.admin().await;
-    let mut names = std::collections::HashSet::new();
-    let mut q = vec![("vdc_id", t.child.clone()), ("limit", "1000".to_string())];
-    loop {
-        let page: Value = admin.get("/v1/projects", &q).await.unwrap();
-        names.extend(
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p["name"].as_str().unwrap().to_string()),
-        );
-        match page["next"].as_str() {
-            Some(n) => {
-                q.retain(|(k, _)| *k != "next");
-                q.push(("next", n.to_string()));
-            }
-            None => break,
-        }
-    }
+    let q = vec![("vdc_id", t.child.clone()), ("limit", "1000".to_string())];
+    let names: std::collections::HashSet<String> = list_all(&admin, "/v1/projects", q)
+        .await
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
     for name in &acked {
         assert!(names.contains(name), "acknowledged project {name} was lost");
     }

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
@@ -165,139 +165,157 @@ async fn middleware(
     req: Request,
     next: Next,
 ) -> Response {
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().copied();
-    let started = Instant::now();
     let request_id = Uuid::new_v4().simple().to_string();
     REQUEST_ID
-        .scope(
-            request_id.clone(),
-            handle(app, ops, peer, req, next, started, request_id.clone()),
-        )
+        .scope(request_id.clone(), handle(app, ops, req, next, request_id))
         .await
+}
+
+/// What the middleware knows about a request before the handler runs.
+struct Call {
+    request_id: String,
+    method: Method,
+    path: String,
+    template: Option<String>,
+    operation: String,
+    source_ip: String,
+    started: Instant,
+}
+
+impl Call {
+    fn mutating(&self) -> bool {
+        matches!(
+            self.method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        )
+    }
+}
+
+/// The whole body, refused past `max` bytes (signature checks need it in memory anyway).
+async fn read_body(
+    headers: &axum::http::HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<Bytes, Error> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(Error::PayloadTooLarge(max));
+    }
+    axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| Error::PayloadTooLarge(max))
+}
+
+/// The caller named by the Authorization header, if any.
+async fn authenticate(
+    app: &AppRef,
+    call: &Call,
+    parts: &axum::http::request::Parts,
+    body: &[u8],
+) -> Result<Option<Authenticated>, Error> {
+    let Some(header) = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(None);
+    };
+    if let Some(token) = header.strip_prefix("Bearer ") {
+        let token = token.trim().to_string();
+        let principal = app.auth.bearer(&app.store, &token).await?;
+        return Ok(Some(Authenticated {
+            principal,
+            token: Some(token),
+        }));
+    }
+    if header.starts_with(stratus_api::sigv4::ALGORITHM) {
+        let signed = SignedRequest {
+            authorization: header,
+            method: call.method.as_str(),
+            raw_path: &call.path,
+            raw_query: parts.uri.query().unwrap_or(""),
+            headers: &parts.headers,
+            body,
+        };
+        let (principal, key) = app.auth.signed(&app.store, signed).await?;
+        if app.auth.should_touch(&key) {
+            let store = app.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.access_key_touch(&key).await {
+                    tracing::debug!(error = %e, "cannot record access key use");
+                }
+            });
+        }
+        return Ok(Some(Authenticated {
+            principal,
+            token: None,
+        }));
+    }
+    Err(Error::Unauthenticated(
+        "authorization: use Bearer <token> or AWS4-HMAC-SHA256".into(),
+    ))
 }
 
 async fn handle(
     app: AppRef,
     ops: Arc<Operations>,
-    peer: Option<ConnectInfo<SocketAddr>>,
     req: Request,
     next: Next,
-    started: Instant,
     request_id: String,
 ) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().unwrap_or("").to_string();
     let template = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string());
-    let operation = template
-        .as_ref()
-        .and_then(|t| ops.0.get(&(method.clone(), t.clone())).cloned())
-        .unwrap_or_else(|| "unknown".to_string());
-    let source_ip = peer
-        .map(|ConnectInfo(a)| a.ip().to_string())
-        .unwrap_or_default();
-    let mutating = matches!(
-        method,
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    );
-
+    let call = Call {
+        operation: template
+            .as_ref()
+            .and_then(|t| ops.0.get(&(req.method().clone(), t.clone())).cloned())
+            .unwrap_or_else(|| "unknown".to_string()),
+        source_ip: req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(a)| a.ip().to_string())
+            .unwrap_or_default(),
+        method: req.method().clone(),
+        path: req.uri().path().to_string(),
+        template,
+        request_id,
+        started: Instant::now(),
+    };
     let (mut parts, body) = req.into_parts();
-    let max = app.config.max_body_bytes;
-    let declared = parts
-        .headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let bytes = if declared.is_some_and(|n| n > max) {
-        Err(Error::PayloadTooLarge(max))
-    } else {
-        axum::body::to_bytes(body, max)
-            .await
-            .map_err(|_| Error::PayloadTooLarge(max))
-    };
-
-    let mut principal = None;
-    let mut account = format!("ip:{source_ip}");
-    let outcome: Result<bytes_alias::Bytes, Error> = match bytes {
-        Err(e) => Err(e),
-        Ok(bytes) => {
-            let authz = parts
-                .headers
-                .get(axum::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
-            let auth = match authz {
-                None => Ok(None),
-                Some(h) if h.starts_with("Bearer ") => {
-                    let token = h["Bearer ".len()..].trim().to_string();
-                    app.auth
-                        .bearer(&app.store, &token)
-                        .await
-                        .map(|p| Some((p, Some(token))))
-                }
-                Some(h) if h.starts_with(stratus_api::sigv4::ALGORITHM) => app
-                    .auth
-                    .signed(
-                        &app.store,
-                        SignedRequest {
-                            authorization: h,
-                            method: method.as_str(),
-                            raw_path: &path,
-                            raw_query: &query,
-                            headers: &parts.headers,
-                            body: &bytes,
-                        },
-                    )
-                    .await
-                    .map(|(p, key)| {
-                        let store = app.store.clone();
-                        tokio::spawn(async move {
-                            let _ = store.access_key_touch(&key).await;
-                        });
-                        Some((p, None))
-                    }),
-                Some(_) => Err(Error::Unauthenticated(
-                    "authorization: use Bearer <token> or AWS4-HMAC-SHA256".into(),
-                )),
-            };
-            match auth {
-                Ok(Some((p, token))) => {
-                    account = p.name.clone();
-                    principal = Some(p.clone());
-                    parts.extensions.insert(Authenticated {
-                        principal: p,
-                        token,
-                    });
-                    Ok(bytes)
-                }
-                Ok(None) => Ok(bytes),
-                Err(e) if PUBLIC.contains(&operation.as_str()) => {
-                    tracing::debug!(error = %e, "ignoring bad credentials on a public endpoint");
-                    Ok(bytes)
-                }
-                Err(e) => Err(e),
+    let mut caller: Option<Authenticated> = None;
+    let mut logged_body = serde_json::Value::Null;
+    let admitted = async {
+        let bytes = read_body(&parts.headers, body, app.config.max_body_bytes).await?;
+        match authenticate(&app, &call, &parts, &bytes).await {
+            Ok(a) => caller = a,
+            // Stale credentials do not stop a login or a health check.
+            Err(e) if PUBLIC.contains(&call.operation.as_str()) => {
+                tracing::debug!(error = %e, "ignoring bad credentials")
             }
+            Err(e) => return Err(e),
         }
-    };
-    let outcome = outcome.and_then(|bytes| match app.limiter.check(&account) {
-        Ok(()) => Ok(bytes),
-        Err(retry) => Err(Error::RateLimited(retry)),
-    });
-
-    let request_body_for_log;
-    let mut response = match outcome {
-        Err(e) => {
-            request_body_for_log = serde_json::Value::Null;
-            e.into_response()
-        }
+        let account = caller
+            .as_ref()
+            .map(|a| a.principal.name.clone())
+            .unwrap_or_else(|| format!("ip:{}", call.source_ip));
+        app.limiter.check(&account).map_err(Error::RateLimited)?;
+        Ok(bytes)
+    }
+    .await;
+    let mut response = match admitted {
+        Err(e) => e.into_response(),
         Ok(bytes) => {
-            request_body_for_log = if mutating {
-                crate::calllog::redact(&bytes)
-            } else {
-                serde_json::Value::Null
-            };
+            if call.mutating() {
+                logged_body = crate::calllog::redact(&bytes);
+            }
+            if let Some(a) = &caller {
+                parts.extensions.insert(a.clone());
+            }
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
@@ -308,34 +326,48 @@ async fn handle(
         .get::<ErrorMessage>()
         .map(|m| m.0.clone())
         .unwrap_or_default();
-    let elapsed = started.elapsed();
+    let elapsed = call.started.elapsed();
     app.metrics
-        .observe(&operation, status, elapsed.as_secs_f64());
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        .observe(&call.operation, status, elapsed.as_secs_f64());
+    if let Ok(v) = HeaderValue::from_str(&call.request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
+    let principal = caller.map(|a| a.principal);
     app.calls.record(serde_json::json!({
         "at": now_text(),
-        "request_id": request_id,
-        "operation": operation,
-        "method": method.as_str(),
-        "path": path,
-        "account": account,
-        "source_ip": source_ip,
+        "request_id": call.request_id,
+        "operation": call.operation,
+        "method": call.method.as_str(),
+        "path": call.path,
+        "account": principal.as_ref().map(|p| p.name.clone()).unwrap_or_else(|| format!("ip:{}", call.source_ip)),
+        "source_ip": call.source_ip,
         "status": status,
         "duration_ms": elapsed.as_secs_f64() * 1000.0,
         "error": error,
-        "request": request_body_for_log,
+        "request": logged_body,
     }));
-
-    if !mutating || operation == "unknown" {
-        return response;
+    if call.mutating() && call.operation != "unknown" {
+        response = audit(&app, call, principal, response, error).await;
     }
-    // Created objects are named in the response body; buffer it (it is small) to read the id.
-    let mut object_id = template
+    response
+}
+
+/// Record a mutating call. The answer leaves only after its audit record is committed, so a
+/// client that saw the answer can always find the record.
+async fn audit(
+    app: &AppRef,
+    call: Call,
+    principal: Option<crate::authz::Principal>,
+    mut response: Response,
+    message: String,
+) -> Response {
+    let status = response.status().as_u16();
+    let mut object_id = call
+        .template
         .as_deref()
-        .and_then(|t| path_id(t, &path))
+        .and_then(|t| path_id(t, &call.path))
         .unwrap_or_default();
+    // Created objects are named in the (small) response body.
     if object_id.is_empty() && status < 300 {
         let (rparts, rbody) = response.into_parts();
         let rbytes = axum::body::to_bytes(rbody, 1 << 20)
@@ -359,15 +391,8 @@ async fn handle(
         401 | 403 | 423 | 429 => AuditResult::Denied,
         _ => AuditResult::Failure,
     };
-    let object_type = path
-        .trim_start_matches("/v1/")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
     let record = AuditRecord {
         at: now_text(),
-        request_id,
         user_id: principal.as_ref().map(|p| p.user_id),
         user_name: principal
             .as_ref()
@@ -375,25 +400,26 @@ async fn handle(
             .or(actor)
             .unwrap_or_default(),
         vdc_id: principal.as_ref().and_then(|p| p.vdc_id),
-        source_ip,
-        method: method.to_string(),
-        path,
-        operation,
-        object_type,
+        object_type: call
+            .path
+            .trim_start_matches("/v1/")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
         object_id,
         result,
         status,
-        duration_us: elapsed.as_micros() as i64,
-        message: error,
+        duration_us: call.started.elapsed().as_micros() as i64,
+        message,
+        request_id: call.request_id,
+        source_ip: call.source_ip,
+        method: call.method.to_string(),
+        path: call.path,
+        operation: call.operation,
     };
-    // The answer leaves only after its audit record is committed, so a client that saw the
-    // answer can always find the record.
     if let Err(e) = app.store.audit_insert(&record).await {
         tracing::error!(error = %e, request_id = record.request_id, operation = record.operation, "cannot write the audit record");
     }
     response
-}
-
-mod bytes_alias {
-    pub use axum::body::Bytes;
 }

@@ -166,22 +166,6 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.db.write.begin().await?;
         let sid = scope.to_string();
-        // Everything below this level whose limits must stay within the new one.
-        let below: Vec<String> = match scope_type {
-            ScopeType::Vdc => {
-                let subtree = Self::vdc_subtree_tx(&mut tx, &sid).await?;
-                let mut below: Vec<String> = subtree.into_iter().filter(|s| *s != sid).collect();
-                let projects: Vec<(String,)> = sqlx::query_as(
-                    "SELECT id FROM projects WHERE vdc_id IN (SELECT descendant_id FROM vdc_closure WHERE ancestor_id = $1)",
-                )
-                .bind(&sid)
-                .fetch_all(&mut *tx)
-                .await?;
-                below.extend(projects.into_iter().map(|(p,)| p));
-                below
-            }
-            _ => Vec::new(),
-        };
         for (resource, limit) in limits {
             let field = format!("limits.{}", resource.as_str());
             let value = limit.unwrap_or(-1);
@@ -222,16 +206,26 @@ impl Store {
                         ));
                     }
                 }
-                for b in &below {
-                    let (bl,): (i64,) = sqlx::query_as(
-                        "SELECT limit_value FROM quotas WHERE scope_id = $1 AND resource = $2",
+                if scope_type == ScopeType::Vdc {
+                    // Any VDC or project further down with a higher limit? One indexed query.
+                    let above: Option<(String, i64)> = sqlx::query_as(
+                        "SELECT scope_id, limit_value FROM quotas
+                         WHERE resource = $1 AND limit_value > $2 AND scope_id <> $3
+                           AND (scope_id IN (SELECT descendant_id FROM vdc_closure WHERE ancestor_id = $3)
+                                OR scope_id IN (SELECT id FROM projects WHERE vdc_id IN
+                                                (SELECT descendant_id FROM vdc_closure WHERE ancestor_id = $3)))
+                         LIMIT 1",
                     )
-                    .bind(b)
                     .bind(resource.as_str())
-                    .fetch_one(&mut *tx)
+                    .bind(*v)
+                    .bind(&sid)
+                    .fetch_optional(&mut *tx)
                     .await?;
-                    if bl > *v {
-                        return Err(Error::invalid(&field, &format!("{v} is below the limit {bl} already set on {b}, which is inside this one")));
+                    if let Some((b, bl)) = above {
+                        return Err(Error::invalid(
+                            &field,
+                            &format!("{v} is below the limit {bl} already set on {b}, which is inside this one"),
+                        ));
                     }
                 }
             }

@@ -126,6 +126,22 @@ pub fn id(v: &Value) -> String {
         .to_string()
 }
 
+/// Every item of a list, following `next` cursors page by page.
+pub async fn list_all(c: &Client, path: &str, mut q: Vec<(&'static str, String)>) -> Vec<Value> {
+    let mut items = Vec::new();
+    loop {
+        let page: Value = c.get(path, &q).await.unwrap();
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next"].as_str() {
+            Some(n) => {
+                q.retain(|(k, _)| *k != "next");
+                q.push(("next", n.to_string()));
+            }
+            None => return items,
+        }
+    }
+}
+
 /// Status code of a failed call (panics if it succeeded).
 pub fn status<T: std::fmt::Debug>(r: Result<T, stratus_client::ClientError>) -> u16 {
     match r {
