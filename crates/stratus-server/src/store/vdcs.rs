@@ -354,17 +354,4 @@ impl Store {
             })
             .collect()
     }
-
-    /// Ids of the VDC's whole subtree, itself included.
-    pub(crate) async fn vdc_subtree_tx(
-        tx: &mut Transaction<'static, Any>,
-        id: &str,
-    ) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT descendant_id FROM vdc_closure WHERE ancestor_id = $1")
-                .bind(id)
-                .fetch_all(&mut **tx)
-                .await?;
-        Ok(rows.into_iter().map(|(s,)| s).collect())
-    }
 }
