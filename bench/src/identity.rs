@@ -271,12 +271,12 @@ async fn main() -> anyhow::Result<()> {
     let tok: &'static str = leak(&va_token);
     http_load!("authenticated GET /v1/roles", 500, |_c, _i, h, u| h
         .get(format!("{u}/v1/roles"))
-        .bearer_auth(&tok)
+        .bearer_auth(tok)
         .send());
     let tok: &'static str = leak(&admin);
     http_load!("project create", 100, |c, i, h, u| h
         .post(format!("{u}/v1/projects"))
-        .bearer_auth(&tok)
+        .bearer_auth(tok)
         .json(
             &json!({"vdc_id": target, "name": format!("new-{c}-{i}-{}", Uuid::new_v4().simple())})
         )
@@ -284,13 +284,13 @@ async fn main() -> anyhow::Result<()> {
     let tok: &'static str = leak(&va_token);
     http_load!("project list (100, by VDC)", 200, |_c, _i, h, u| h
         .get(format!("{u}/v1/projects?vdc_id={target}&limit=100"))
-        .bearer_auth(&tok)
+        .bearer_auth(tok)
         .send());
     let tok: &'static str = leak(&va_token);
     let pid: &'static str = leak(&project_id);
     http_load!("quota check (project)", 300, |_c, _i, h, u| h
         .get(format!("{u}/v1/projects/{pid}/quota"))
-        .bearer_auth(&tok)
+        .bearer_auth(tok)
         .send());
     if let Some(n) = &nginx {
         let n = n.clone();
