@@ -78,6 +78,7 @@ pub struct Authenticator {
     touched: Mutex<HashMap<String, Instant>>,
     max_skew: chrono::Duration,
     region: String,
+    secrets: std::sync::Arc<crate::secrets::SecretBox>,
 }
 
 /// What the HTTP layer hands over for a signed request.
@@ -91,7 +92,12 @@ pub struct SignedRequest<'a> {
 }
 
 impl Authenticator {
-    pub fn new(ttl: Duration, max_skew_secs: i64, region: String) -> Authenticator {
+    pub fn new(
+        ttl: Duration,
+        max_skew_secs: i64,
+        region: String,
+        secrets: std::sync::Arc<crate::secrets::SecretBox>,
+    ) -> Authenticator {
         Authenticator {
             ttl,
             tokens: Mutex::new(HashMap::new()),
@@ -99,6 +105,7 @@ impl Authenticator {
             touched: Mutex::new(HashMap::new()),
             max_skew: chrono::Duration::seconds(max_skew_secs),
             region,
+            secrets,
         }
     }
 
@@ -234,7 +241,8 @@ impl Authenticator {
             headers: signed,
             payload_hash: claimed,
         };
-        let expected = sigv4::signature(&key.secret, amz_date, &auth.region, &auth.service, &req);
+        let secret = self.secrets.unseal(&key.secret)?;
+        let expected = sigv4::signature(&secret, amz_date, &auth.region, &auth.service, &req);
         if !sigv4::signatures_equal(&expected, &auth.signature) {
             return Err(unauth("the request signature does not match"));
         }

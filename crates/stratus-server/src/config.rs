@@ -20,6 +20,10 @@ pub struct Config {
     pub database_max_connections: u32,
     /// SQLite `synchronous` pragma: `full` survives power loss, `normal` only process crashes.
     pub sqlite_synchronous: String,
+    /// 32-byte key that seals access-key secrets in the store; created on first start.
+    /// Every control-plane process sharing one database needs the same file.
+    /// Default: `<data_dir>/master.key`.
+    pub master_key_file: Option<PathBuf>,
     /// Region name used in request-signing scopes.
     pub region: String,
     /// Largest request body accepted on `/v1`, in bytes.
@@ -74,6 +78,7 @@ impl Default for Config {
             database: "sqlite".into(),
             database_max_connections: 16,
             sqlite_synchronous: "full".into(),
+            master_key_file: None,
             region: "gd-1".into(),
             max_body_bytes: 1 << 20,
             signature_max_skew_secs: 900,

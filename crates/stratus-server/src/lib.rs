@@ -14,6 +14,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod ratelimit;
+pub mod secrets;
 pub mod store;
 pub mod validate;
 
@@ -175,12 +176,19 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .await
         .with_context(|| format!("listen: cannot bind {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let master_key = config
+        .master_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("master.key"));
+    let secrets = Arc::new(secrets::SecretBox::open_or_create(&master_key)?);
     let app = Arc::new(App {
         store,
+        secrets: secrets.clone(),
         auth: Authenticator::new(
             Duration::from_secs(config.auth_cache_secs),
             config.signature_max_skew_secs,
             config.region.clone(),
+            secrets,
         ),
         limiter: ratelimit::RateLimiter::new(
             config.rate_limit.requests_per_second,

@@ -579,6 +579,16 @@ async fn signed_requests_with_access_keys() {
     let keys: Value = admin.get("/v1/access-keys", &[]).await.unwrap();
     assert_eq!(keys.as_array().unwrap().len(), 1);
     assert!(keys[0].get("secret_access_key").is_none(), "{keys}");
+    // The store holds the secret sealed under the master key, never in clear.
+    let (stored,): (String,) = sqlx::query_as("SELECT secret FROM access_keys WHERE id = $1")
+        .bind(&ak)
+        .fetch_one(&ts.server.as_ref().unwrap().app.store.db.read)
+        .await
+        .unwrap();
+    assert!(
+        stored.starts_with("v1:") && !stored.contains(&sk),
+        "{stored}"
+    );
     // A wrong secret, a wrong region, a replay and a stale date are all refused.
     let wrong = Client::new(
         &ts.url,

@@ -30,6 +30,8 @@ pub struct App {
     pub store: Store,
     pub config: Config,
     pub auth: Authenticator,
+    /// Seals access-key secrets before they reach the store.
+    pub secrets: Arc<crate::secrets::SecretBox>,
     pub limiter: RateLimiter,
     pub metrics: Metrics,
     pub calls: CallLog,
