@@ -32,7 +32,7 @@ pub async fn access_key_create(
     let secret = random_token(30);
     let key = app
         .store
-        .access_key_create(&id, p.user_id, &secret, &b.description)
+        .access_key_create(&id, p.user_id, &app.secrets.seal(&secret)?, &b.description)
         .await?;
     Ok(AccessKeyCreated {
         access_key: key,
