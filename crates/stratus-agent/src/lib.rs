@@ -1,0 +1,20 @@
+//! The Stratus host agent's data plane: QEMU guests over QMP, their disks (qemu-img) and
+//! config drives, and the accelerator probe.
+
+pub mod accel;
+pub mod cidata;
+pub mod disk;
+pub mod qemu;
+pub mod qmp;
+
+/// A random password of `len` letters and digits (VNC passwords are at most 8 characters).
+pub fn random_password(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut out = String::with_capacity(len);
+    let mut seed = uuid::Uuid::new_v4().as_u128();
+    for _ in 0..len {
+        out.push(ALPHABET[(seed % ALPHABET.len() as u128) as usize] as char);
+        seed /= ALPHABET.len() as u128;
+    }
+    out
+}
