@@ -603,3 +603,40 @@ pub struct Health {
     pub version: String,
     pub database: String,
 }
+
+// ---------------------------------------------------------------- flavors
+
+/// An instance type: vCPUs, memory and root disk size.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Flavor {
+    pub id: Uuid,
+    /// e.g. `basic.2c4g`.
+    pub name: String,
+    pub description: String,
+    pub vcpus: i64,
+    pub memory_mib: i64,
+    pub disk_gib: i64,
+    /// One of the spec's reference flavors, which cannot be deleted.
+    pub builtin: bool,
+    /// VDCs (with everything below them) that may use the flavor; empty = every VDC.
+    pub vdc_ids: Vec<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlavorCreate {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// 1–255.
+    pub vcpus: i64,
+    /// 64 MiB – 4 TiB.
+    pub memory_mib: i64,
+    /// 1–65536 GiB.
+    pub disk_gib: i64,
+    /// Restrict the flavor to these VDCs; empty or absent = every VDC.
+    #[serde(default)]
+    pub vdc_ids: Vec<Uuid>,
+}

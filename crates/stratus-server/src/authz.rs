@@ -33,6 +33,7 @@ pub enum Perm {
     ResourceRead,
     ResourceWrite,
     Approve,
+    FlavorWrite,
 }
 
 impl Perm {
@@ -58,6 +59,7 @@ impl Perm {
             Perm::ResourceRead => "resource.read",
             Perm::ResourceWrite => "resource.write",
             Perm::Approve => "request.approve",
+            Perm::FlavorWrite => "flavor.write",
         }
     }
 }
@@ -87,7 +89,7 @@ pub const ROLES: &[RoleDef] = &[
         scopes: PLATFORM,
         perms: &[
             OrgRead, OrgWrite, VdcRead, VdcWrite, ProjectRead, ProjectWrite, QuotaRead, QuotaWrite, UserRead, GrantRead,
-            SystemRead, ResourceRead, ResourceWrite, Approve,
+            SystemRead, ResourceRead, ResourceWrite, Approve, FlavorWrite,
         ],
     },
     RoleDef {

@@ -43,12 +43,20 @@ struct Migration {
 }
 
 /// Append new migrations at the end; never edit one that has shipped.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "identity",
-    sqlite: include_str!("../migrations/sqlite/0001_identity.sql"),
-    postgres: include_str!("../migrations/postgres/0001_identity.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "identity",
+        sqlite: include_str!("../migrations/sqlite/0001_identity.sql"),
+        postgres: include_str!("../migrations/postgres/0001_identity.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "flavors",
+        sqlite: include_str!("../migrations/sqlite/0002_flavors.sql"),
+        postgres: include_str!("../migrations/postgres/0002_flavors.sql"),
+    },
+];
 
 /// Per-connection SQLite settings; only the writer switches the file to WAL.
 async fn sqlite_pragmas(

@@ -171,6 +171,10 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     .await?;
     let store = Store::new(db);
     bootstrap(&store, &config.bootstrap).await?;
+    store
+        .flavor_seed_builtins()
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding flavors: {e}"))?;
     let calls = calllog::CallLog::open(&config.data_dir.join("logs")).await?;
     let listener = TcpListener::bind(config.listen)
         .await

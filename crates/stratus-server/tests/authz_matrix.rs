@@ -196,6 +196,25 @@ async fn request_for(
         "audit_list" => (M::GET, "/v1/audit-events".into(), None),
         "audit_export" => (M::GET, "/v1/audit-events/export".into(), None),
         "quota_consistency_check" => (M::GET, "/v1/system/quota-consistency".into(), None),
+        "flavor_list" => (M::GET, "/v1/flavors".into(), None),
+        "flavor_create" => (
+            M::POST,
+            "/v1/flavors".into(),
+            Some(json!({"name": uniq("f"), "vcpus": 1, "memory_mib": 512, "disk_gib": 1})),
+        ),
+        "flavor_view" | "flavor_delete" => {
+            // A custom flavor restricted to organization A's child VDC.
+            let f: Value = admin
+                .post("/v1/flavors", &json!({"name": uniq("f"), "vcpus": 1, "memory_mib": 512, "disk_gib": 1, "vdc_ids": [fx.child]}))
+                .await
+                .unwrap();
+            let m = if op == "flavor_view" {
+                M::GET
+            } else {
+                M::DELETE
+            };
+            (m, format!("/v1/flavors/{}", id(&f)), None)
+        }
         "health_view" => (M::GET, "/healthz".into(), None),
         "metrics_view" => (M::GET, "/metrics".into(), None),
         _ => return None,

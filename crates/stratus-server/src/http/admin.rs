@@ -191,3 +191,53 @@ pub async fn metrics_view(State(app): State<AppRef>) -> axum::response::Response
     )
         .into_response()
 }
+
+// ---------------------------------------------------------------- flavors
+
+/// Flavors the caller may use: the reference flavors and custom ones for their VDCs.
+#[utoipa::path(get, path = "/v1/flavors", operation_id = "flavor_list", tag = "flavors",
+    responses((status = 200, body = Vec<Flavor>), (status = "default", body = ErrorBody)))]
+pub async fn flavor_list(State(app): State<AppRef>, ctx: Ctx) -> Ok<Vec<Flavor>> {
+    Ok(axum::Json(app::flavors::flavor_list(&app, &ctx.p).await?))
+}
+
+/// Add a custom flavor, optionally restricted to some VDCs (platform admin).
+#[utoipa::path(post, path = "/v1/flavors", operation_id = "flavor_create", tag = "flavors",
+    request_body = FlavorCreate,
+    responses((status = 201, body = Flavor), (status = "default", body = ErrorBody)))]
+pub async fn flavor_create(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Json(b): Json<FlavorCreate>,
+) -> Result<(StatusCode, axum::Json<Flavor>)> {
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(app::flavors::flavor_create(&app, &ctx.p, b).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/flavors/{id}", operation_id = "flavor_view", tag = "flavors",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = Flavor), (status = "default", body = ErrorBody)))]
+pub async fn flavor_view(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Path(id): Path<uuid::Uuid>,
+) -> Ok<Flavor> {
+    Ok(axum::Json(
+        app::flavors::flavor_view(&app, &ctx.p, id).await?,
+    ))
+}
+
+/// Delete a custom flavor (the reference flavors stay).
+#[utoipa::path(delete, path = "/v1/flavors/{id}", operation_id = "flavor_delete", tag = "flavors",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = "default", body = ErrorBody)))]
+pub async fn flavor_delete(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Path(id): Path<uuid::Uuid>,
+) -> Result<StatusCode> {
+    app::flavors::flavor_delete(&app, &ctx.p, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -47,6 +47,7 @@ use extract::Authenticated;
         (name = "quotas", description = "Quotas per VDC and project"),
         (name = "access-keys", description = "Access keys for signed requests"),
         (name = "audit", description = "The audit log"),
+        (name = "flavors", description = "Instance flavors: the spec's reference flavors and custom ones"),
         (name = "system", description = "Health, metrics and consistency checks")
     )
 )]
@@ -91,6 +92,8 @@ fn api_router() -> OpenApiRouter<AppRef> {
         .routes(routes!(audit_list))
         .routes(routes!(audit_export))
         .routes(routes!(quota_consistency_check))
+        .routes(routes!(flavor_list, flavor_create))
+        .routes(routes!(flavor_view, flavor_delete))
         .routes(routes!(health_view))
         .routes(routes!(metrics_view))
 }

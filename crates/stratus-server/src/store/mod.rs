@@ -4,6 +4,7 @@
 
 mod access_keys;
 mod audit;
+mod flavors;
 mod grants;
 mod orgs;
 mod projects;
@@ -15,6 +16,7 @@ mod vdcs;
 
 pub use access_keys::AccessKeyRow;
 pub use audit::AuditRecord;
+pub use flavors::{NewFlavor, BUILTIN_FLAVORS};
 pub use quotas::QuotaDelta;
 pub use tokens::SessionRow;
 pub use users::{NewUser, UserRow};

@@ -311,6 +311,10 @@ impl Store {
                 )));
             }
         }
+        sqlx::query("DELETE FROM flavor_vdcs WHERE vdc_id = $1")
+            .bind(&sid)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM grants WHERE scope_id = $1")
             .bind(&sid)
             .execute(&mut *tx)
