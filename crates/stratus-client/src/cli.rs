@@ -71,8 +71,39 @@ pub enum Command {
     /// The password and login policy.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Instance flavors.
+    #[command(subcommand)]
+    Flavor(FlavorCmd),
     /// Recount quota usage from the real resources and report counters that disagree.
     Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FlavorCmd {
+    /// Flavors you may use.
+    List,
+    Show {
+        id: Uuid,
+    },
+    /// Add a custom flavor (platform admin); --vdc restricts it (repeatable).
+    Create {
+        name: String,
+        #[arg(long)]
+        vcpus: i64,
+        /// Memory in MiB.
+        #[arg(long)]
+        memory_mib: i64,
+        /// Root disk in GiB.
+        #[arg(long)]
+        disk_gib: i64,
+        #[arg(long = "vdc")]
+        vdcs: Vec<Uuid>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    Delete {
+        id: Uuid,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -986,6 +1017,46 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
                 p = c.put("/v1/password-policy", &p).await?;
             }
             out.value(&to_value(&p), &[])
+        }
+        Command::Flavor(cmd) => {
+            const FLAVOR: &[&str] = &[
+                "id",
+                "name",
+                "vcpus",
+                "memory_mib",
+                "disk_gib",
+                "builtin",
+                "vdc_ids",
+            ];
+            match cmd {
+                FlavorCmd::List => out.value(&c.get::<Value>("/v1/flavors", &[]).await?, FLAVOR),
+                FlavorCmd::Show { id } => out.value(
+                    &c.get::<Value>(&format!("/v1/flavors/{id}"), &[]).await?,
+                    FLAVOR,
+                ),
+                FlavorCmd::Create {
+                    name,
+                    vcpus,
+                    memory_mib,
+                    disk_gib,
+                    vdcs,
+                    description,
+                } => {
+                    let body = FlavorCreate {
+                        name,
+                        description,
+                        vcpus,
+                        memory_mib,
+                        disk_gib,
+                        vdc_ids: vdcs,
+                    };
+                    out.value(&c.post::<Value>("/v1/flavors", &body).await?, FLAVOR)
+                }
+                FlavorCmd::Delete { id } => {
+                    c.delete(&format!("/v1/flavors/{id}")).await?;
+                    out.done(&format!("Deleted flavor {id}."))
+                }
+            }
         }
         Command::Check => {
             let r: ConsistencyReport = c.get("/v1/system/quota-consistency", &[]).await?;

@@ -156,6 +156,32 @@ async fn cli_builds_a_department_end_to_end() {
     assert!(out.contains("vcpus") && out.contains("16"), "{out}");
     let (ok, out, _) = run(&["-o", "yaml", "quota", "show", "--vdc", &parent], None);
     assert!(ok && out.contains("resource: \"vcpus\""), "{out}");
+    // The reference flavors are there; a custom one can be added for this VDC.
+    let (ok, out, _) = run(&["flavor", "list"], None);
+    assert!(
+        ok && out.contains("basic.2c4g") && out.contains("compute.32c128g"),
+        "{out}"
+    );
+    let (ok, out, err) = run(
+        &[
+            "-o",
+            "json",
+            "flavor",
+            "create",
+            "dept.4c8g",
+            "--vcpus",
+            "4",
+            "--memory-mib",
+            "8192",
+            "--disk-gib",
+            "50",
+            "--vdc",
+            &parent,
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(json_of(&out)["vdc_ids"][0].as_str(), Some(parent.as_str()));
     // Errors are clear and exit non-zero.
     let (ok, _, err) = run(&["quota", "set", "--vdc", &parent, "gpus=1"], None);
     assert!(!ok && err.contains("gpus: unknown resource"), "{err}");
