@@ -186,6 +186,42 @@ async fn duplicate_names_conflict_and_lists_page_sort_and_filter() {
         .await
         .unwrap();
     assert_eq!(found["items"].as_array().unwrap().len(), 10);
+    // Renames keep what was not named, and respect uniqueness too.
+    let p00 = found["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "p10")
+        .unwrap()
+        .clone();
+    let pid = id(&p00);
+    let _: Value = admin
+        .patch(
+            &format!("/v1/projects/{pid}"),
+            &json!({"description": "门户"}),
+        )
+        .await
+        .unwrap();
+    let renamed: Value = admin
+        .patch(&format!("/v1/projects/{pid}"), &json!({"name": "portal"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (renamed["name"].as_str(), renamed["description"].as_str()),
+        (Some("portal"), Some("门户"))
+    );
+    let e = admin
+        .patch::<Value>(&format!("/v1/projects/{pid}"), &json!({"name": "p11"}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status, 409);
+    let e = admin
+        .patch::<Value>(&format!("/v1/vdcs/{}", t.child), &json!({"name": "top"}))
+        .await;
+    assert!(
+        e.is_ok(),
+        "a child may share its parent's name; only siblings must differ"
+    );
     let literal: Value = admin
         .get("/v1/projects", &[("name", "%".to_string())])
         .await

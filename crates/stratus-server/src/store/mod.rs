@@ -39,6 +39,28 @@ impl Store {
     pub fn new(db: Db) -> Store {
         Store { db }
     }
+
+    /// Rename and/or re-describe a row of `table`; a field left `None` keeps its value.
+    /// Returns whether the row exists.
+    pub(crate) async fn name_description_update(
+        &self,
+        table: &str,
+        id: Uuid,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(&format!(
+            "UPDATE {table} SET name = COALESCE($1, name), description = COALESCE($2, description), \
+             updated_at = $3 WHERE id = $4"
+        ))
+        .bind(name)
+        .bind(description)
+        .bind(now_text())
+        .bind(id.to_string())
+        .execute(&self.db.write)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
 }
 
 /// Times are stored as fixed-width UTC text (microseconds), which sorts correctly as text.

@@ -87,21 +87,13 @@ impl Store {
         name: Option<&str>,
         description: Option<&str>,
     ) -> Result<Organization> {
-        let cur = self
-            .org_get(id)
-            .await?
-            .ok_or_else(|| Error::not_found("organization", id))?;
-        let name = name.unwrap_or(&cur.name);
-        sqlx::query(
-            "UPDATE organizations SET name = $1, description = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(name)
-        .bind(description.unwrap_or(&cur.description))
-        .bind(now_text())
-        .bind(id.to_string())
-        .execute(&self.db.write)
-        .await
-        .map_err(|e| name_taken(e, name))?;
+        let found = self
+            .name_description_update("organizations", id, name, description)
+            .await
+            .map_err(|e| name_taken(e, name.unwrap_or_default()))?;
+        if !found {
+            return Err(Error::not_found("organization", id));
+        }
         self.org_get(id)
             .await?
             .ok_or_else(|| Error::not_found("organization", id))

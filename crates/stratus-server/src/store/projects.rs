@@ -138,21 +138,13 @@ impl Store {
         name: Option<&str>,
         description: Option<&str>,
     ) -> Result<Project> {
-        let cur = self
-            .project_get(id)
-            .await?
-            .ok_or_else(|| Error::not_found("project", id))?;
-        let name = name.unwrap_or(&cur.name);
-        sqlx::query(
-            "UPDATE projects SET name = $1, description = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(name)
-        .bind(description.unwrap_or(&cur.description))
-        .bind(now_text())
-        .bind(id.to_string())
-        .execute(&self.db.write)
-        .await
-        .map_err(|e| name_taken(e, name))?;
+        let found = self
+            .name_description_update("projects", id, name, description)
+            .await
+            .map_err(|e| name_taken(e, name.unwrap_or_default()))?;
+        if !found {
+            return Err(Error::not_found("project", id));
+        }
         self.project_get(id)
             .await?
             .ok_or_else(|| Error::not_found("project", id))

@@ -164,19 +164,13 @@ impl Store {
         name: Option<&str>,
         description: Option<&str>,
     ) -> Result<Vdc> {
-        let cur = self
-            .vdc_get(id)
-            .await?
-            .ok_or_else(|| Error::not_found("VDC", id))?;
-        let name = name.unwrap_or(&cur.name);
-        sqlx::query("UPDATE vdcs SET name = $1, description = $2, updated_at = $3 WHERE id = $4")
-            .bind(name)
-            .bind(description.unwrap_or(&cur.description))
-            .bind(now_text())
-            .bind(id.to_string())
-            .execute(&self.db.write)
+        let found = self
+            .name_description_update("vdcs", id, name, description)
             .await
-            .map_err(|e| sibling_taken(e, name))?;
+            .map_err(|e| sibling_taken(e, name.unwrap_or_default()))?;
+        if !found {
+            return Err(Error::not_found("VDC", id));
+        }
         self.vdc_get(id)
             .await?
             .ok_or_else(|| Error::not_found("VDC", id))
