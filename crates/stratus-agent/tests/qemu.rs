@@ -165,7 +165,8 @@ async fn tiny_guest_lifecycle() {
     assert!(!qemu::stop(&dir, id, Duration::ZERO).await.unwrap());
     assert!(qemu::pid(&dir, id).is_none());
     assert!(
-        !std::path::Path::new(&format!("/proc/{pid}")).exists() || qemu::pid(&dir, id).is_none()
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the QEMU process {pid} is gone"
     );
     std::fs::remove_dir_all(&state).unwrap();
 }
