@@ -64,14 +64,8 @@ pub fn require(
     what: &str,
     id: impl std::fmt::Display,
 ) -> Result<()> {
-    if p.can(perm, target) {
-        return Ok(());
-    }
-    if p.can(read_of(perm), target) {
-        Err(Error::forbidden(format!(
-            "you may not do this to {what} {id} (needs {})",
-            perm.as_str()
-        )))
+    if p.can(perm, target) || p.can(read_of(perm), target) {
+        require_seen(p, perm, target, what, id)
     } else {
         Err(Error::not_found(what, id))
     }
