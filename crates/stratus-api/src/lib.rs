@@ -3,9 +3,11 @@
 //! Everything a client sends or receives is declared here once, so the server, the CLI and
 //! the generated OpenAPI document cannot disagree about a field.
 
+pub mod compute;
 pub mod error;
 pub mod sigv4;
 pub mod types;
 
+pub use compute::*;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use types::*;
