@@ -34,6 +34,10 @@ pub enum Perm {
     ResourceWrite,
     Approve,
     FlavorWrite,
+    /// Hosts: join tokens, enable/disable, remove.
+    HostWrite,
+    /// Public images.
+    ImagePublish,
 }
 
 impl Perm {
@@ -60,6 +64,8 @@ impl Perm {
             Perm::ResourceWrite => "resource.write",
             Perm::Approve => "request.approve",
             Perm::FlavorWrite => "flavor.write",
+            Perm::HostWrite => "host.write",
+            Perm::ImagePublish => "image.publish",
         }
     }
 }
@@ -89,7 +95,7 @@ pub const ROLES: &[RoleDef] = &[
         scopes: PLATFORM,
         perms: &[
             OrgRead, OrgWrite, VdcRead, VdcWrite, ProjectRead, ProjectWrite, QuotaRead, QuotaWrite, UserRead, GrantRead,
-            SystemRead, ResourceRead, ResourceWrite, Approve, FlavorWrite,
+            SystemRead, ResourceRead, ResourceWrite, Approve, FlavorWrite, HostWrite, ImagePublish,
         ],
     },
     RoleDef {

@@ -36,6 +36,73 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     /// `tracing` filter, e.g. `info` or `stratus_server=debug`.
     pub log: String,
+    pub compute: ComputeConfig,
+    /// The agent `stratus serve` runs in the same process (all-in-one mode).
+    pub local_agent: LocalAgentConfig,
+    /// Test instrument: named failure points to trigger (e.g. `create.schedule`). Never set
+    /// in production; documented in docs/operations.md.
+    pub faults: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComputeConfig {
+    /// vCPUs that may be allocated per physical CPU (spec 8.3.2.5: overcommit).
+    pub cpu_allocation_ratio: f64,
+    /// Memory that may be allocated per MiB of host memory.
+    pub ram_allocation_ratio: f64,
+    /// Root-disk GiB that may be allocated per GiB of host disk (overlays are sparse).
+    pub disk_allocation_ratio: f64,
+    /// `spread` (emptiest host first) or `pack` (fullest host that fits first).
+    pub placement: String,
+    /// A host whose agent has not reported for this long is `down`.
+    pub host_down_after_secs: i64,
+    /// How often agents report (heartbeat, state, metrics), in seconds.
+    pub report_interval_secs: i64,
+    /// Where image files live. Default: `<data_dir>/images`.
+    pub images_dir: Option<PathBuf>,
+    /// Largest image upload accepted, in bytes (default 1 TiB).
+    pub max_image_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalAgentConfig {
+    pub enabled: bool,
+    /// Default: `<data_dir>/agent`.
+    pub state_dir: Option<PathBuf>,
+    /// `auto` (boot probe), `kvm` or `tcg`.
+    pub hypervisor: String,
+    /// Address the instances' VNC consoles listen on.
+    pub vnc_listen: String,
+    pub availability_zone: String,
+}
+
+impl Default for ComputeConfig {
+    fn default() -> Self {
+        ComputeConfig {
+            cpu_allocation_ratio: 4.0,
+            ram_allocation_ratio: 1.5,
+            disk_allocation_ratio: 4.0,
+            placement: "spread".into(),
+            host_down_after_secs: 60,
+            report_interval_secs: 10,
+            images_dir: None,
+            max_image_bytes: 1 << 40,
+        }
+    }
+}
+
+impl Default for LocalAgentConfig {
+    fn default() -> Self {
+        LocalAgentConfig {
+            enabled: true,
+            state_dir: None,
+            hypervisor: "auto".into(),
+            vnc_listen: "127.0.0.1".into(),
+            availability_zone: "az1".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,6 +153,9 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             bootstrap: BootstrapConfig::default(),
             log: "info".into(),
+            compute: ComputeConfig::default(),
+            local_agent: LocalAgentConfig::default(),
+            faults: Vec::new(),
         }
     }
 }
@@ -119,7 +189,41 @@ impl Config {
             "rate_limit: requests_per_second must be >= 0 and burst >= 1"
         );
         anyhow::ensure!(!self.region.is_empty(), "region: must not be empty");
+        let c = &self.compute;
+        for (name, v) in [
+            ("compute.cpu_allocation_ratio", c.cpu_allocation_ratio),
+            ("compute.ram_allocation_ratio", c.ram_allocation_ratio),
+            ("compute.disk_allocation_ratio", c.disk_allocation_ratio),
+        ] {
+            anyhow::ensure!(
+                (0.1..=64.0).contains(&v),
+                "{name}: must be between 0.1 and 64"
+            );
+        }
+        anyhow::ensure!(
+            matches!(c.placement.as_str(), "spread" | "pack"),
+            "compute.placement: must be spread or pack"
+        );
+        anyhow::ensure!(
+            c.report_interval_secs >= 1 && c.host_down_after_secs > c.report_interval_secs,
+            "compute.host_down_after_secs: must be longer than report_interval_secs (>= 1)"
+        );
+        anyhow::ensure!(
+            matches!(self.local_agent.hypervisor.as_str(), "auto" | "kvm" | "tcg"),
+            "local_agent.hypervisor: must be auto, kvm or tcg"
+        );
         Ok(())
+    }
+
+    pub fn images_dir(&self) -> PathBuf {
+        self.compute
+            .images_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("images"))
+    }
+
+    pub fn fault(&self, point: &str) -> bool {
+        self.faults.iter().any(|f| f == point)
     }
 
     /// The store URL the database setting stands for.

@@ -56,6 +56,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_flavors.sql"),
         postgres: include_str!("../migrations/postgres/0002_flavors.sql"),
     },
+    Migration {
+        version: 3,
+        name: "compute",
+        sqlite: include_str!("../migrations/sqlite/0003_compute.sql"),
+        postgres: include_str!("../migrations/postgres/0003_compute.sql"),
+    },
 ];
 
 /// Per-connection SQLite settings; only the writer switches the file to WAL.

@@ -187,6 +187,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let secrets = Arc::new(secrets::SecretBox::open_or_create(&master_key)?);
     let app = Arc::new(App {
         store,
+        hub: app::hosts::AgentHub::default(),
         secrets: secrets.clone(),
         auth: Authenticator::new(
             Duration::from_secs(config.auth_cache_secs),

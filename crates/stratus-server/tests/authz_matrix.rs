@@ -16,6 +16,37 @@ struct Fixture {
     child: String,
     project: String,
     user: String,
+    /// A private raw image of the project, an instance of it (in `error`: no host is up),
+    /// a host and a key pair.
+    image: String,
+    instance: String,
+    host: String,
+    keypair: String,
+    join_token: String,
+}
+
+async fn fresh_instance(admin: &Client, fx: &Fixture) -> String {
+    let v: Vec<Value> = admin
+        .post(
+            "/v1/instances",
+            &json!({"name": uniq("vm"), "project_id": fx.project, "flavor": "basic.2c4g", "image": fx.image}),
+        )
+        .await
+        .unwrap();
+    id(&v[0])
+}
+
+async fn fresh_host(fx: &Fixture) -> String {
+    let j: Value = Client::new(&fx_url(), Auth::Token(fx.join_token.clone()))
+        .post("/v1/agent/join", &json!({"facts": {"hostname": uniq("h"), "cpus": 4, "memory_mib": 8192, "disk_gib": 100, "hypervisor": "tcg", "agent_version": "test"}}))
+        .await
+        .unwrap();
+    j["host_id"].as_str().unwrap().to_string()
+}
+
+static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+fn fx_url() -> String {
+    URL.get().cloned().unwrap_or_default()
 }
 
 fn uniq(prefix: &str) -> String {
@@ -215,6 +246,133 @@ async fn request_for(
             };
             (m, format!("/v1/flavors/{}", id(&f)), None)
         }
+        "host_list" => (M::GET, "/v1/hosts".into(), None),
+        "host_view" => (M::GET, format!("/v1/hosts/{}", fx.host), None),
+        "host_update" => (
+            M::PATCH,
+            format!("/v1/hosts/{}", fx.host),
+            Some(json!({"disabled_reason": ""})),
+        ),
+        "host_delete" => (
+            M::DELETE,
+            format!("/v1/hosts/{}", fresh_host(fx).await),
+            None,
+        ),
+        "join_token_create" => (M::POST, "/v1/hosts/join-tokens".into(), Some(json!({}))),
+        "image_list" => (M::GET, "/v1/images".into(), None),
+        "image_create" => (
+            M::POST,
+            "/v1/images".into(),
+            Some(json!({"name": uniq("img"), "project_id": fx.project, "disk_format": "raw"})),
+        ),
+        "image_view" => (M::GET, format!("/v1/images/{}", fx.image), None),
+        "image_update" => (
+            M::PATCH,
+            format!("/v1/images/{}", fx.image),
+            Some(json!({"description": "x"})),
+        ),
+        "image_delete" => {
+            let i: Value = admin
+                .post(
+                    "/v1/images",
+                    &json!({"name": uniq("gone"), "project_id": fx.project, "disk_format": "raw"}),
+                )
+                .await
+                .unwrap();
+            (M::DELETE, format!("/v1/images/{}", id(&i)), None)
+        }
+        // The image is active, so an upload is refused with 409 by those who may write.
+        "image_upload" => (
+            M::PUT,
+            format!("/v1/images/{}/file", fx.image),
+            Some(json!("x")),
+        ),
+        "image_download" => (M::GET, format!("/v1/images/{}/file", fx.image), None),
+        "keypair_list" => (M::GET, "/v1/keypairs".into(), None),
+        "keypair_create" => (
+            M::POST,
+            "/v1/keypairs".into(),
+            Some(json!({"name": uniq("k"), "project_id": fx.project, "public_key": ssh_key()})),
+        ),
+        "keypair_view" => (M::GET, format!("/v1/keypairs/{}", fx.keypair), None),
+        "keypair_delete" => {
+            let k: Value = admin
+                .post(
+                    "/v1/keypairs",
+                    &json!({"name": uniq("k"), "project_id": fx.project, "public_key": ssh_key()}),
+                )
+                .await
+                .unwrap();
+            (M::DELETE, format!("/v1/keypairs/{}", id(&k)), None)
+        }
+        "instance_list" => (M::GET, "/v1/instances".into(), None),
+        "instance_create" => (
+            M::POST,
+            "/v1/instances".into(),
+            Some(
+                json!({"name": uniq("vm"), "project_id": fx.project, "flavor": "basic.2c4g", "image": fx.image}),
+            ),
+        ),
+        "instance_view" => (M::GET, format!("/v1/instances/{}", fx.instance), None),
+        "instance_update" => (
+            M::PATCH,
+            format!("/v1/instances/{}", fx.instance),
+            Some(json!({"description": "x"})),
+        ),
+        "instance_delete" => (
+            M::DELETE,
+            format!("/v1/instances/{}", fresh_instance(admin, fx).await),
+            None,
+        ),
+        // The instance has no host, so those who may act get 409.
+        "instance_action" => (
+            M::POST,
+            format!("/v1/instances/{}/actions", fx.instance),
+            Some(json!({"action": "start"})),
+        ),
+        "instance_tasks" => (M::GET, format!("/v1/instances/{}/tasks", fx.instance), None),
+        "instance_console_log" => (
+            M::GET,
+            format!("/v1/instances/{}/console-log", fx.instance),
+            None,
+        ),
+        "instance_remote_console" => (
+            M::POST,
+            format!("/v1/instances/{}/remote-console", fx.instance),
+            None,
+        ),
+        "instance_metrics" => (
+            M::GET,
+            format!("/v1/instances/{}/metrics", fx.instance),
+            None,
+        ),
+        "instance_image_create" => (
+            M::POST,
+            format!("/v1/instances/{}/image", fx.instance),
+            Some(json!({"name": uniq("snap")})),
+        ),
+        // Agents authenticate with host credentials; user tokens get 401.
+        "agent_join" => (
+            M::POST,
+            "/v1/agent/join".into(),
+            Some(
+                json!({"facts": {"hostname": "x", "cpus": 1, "memory_mib": 1, "disk_gib": 1, "hypervisor": "tcg", "agent_version": "t"}}),
+            ),
+        ),
+        "agent_desired" => (M::GET, "/v1/agent/desired".into(), None),
+        "agent_report" => (
+            M::POST,
+            "/v1/agent/report".into(),
+            Some(
+                json!({"facts": {"hostname": "x", "cpus": 1, "memory_mib": 1, "disk_gib": 1, "hypervisor": "tcg", "agent_version": "t"}, "instances": []}),
+            ),
+        ),
+        "agent_image_download" => (M::GET, format!("/v1/agent/images/{}", fx.image), None),
+        "agent_image_upload" => (
+            M::PUT,
+            format!("/v1/agent/images/{}", fx.image),
+            Some(json!("x")),
+        ),
         "health_view" => (M::GET, "/healthz".into(), None),
         "metrics_view" => (M::GET, "/metrics".into(), None),
         _ => return None,
@@ -247,12 +405,32 @@ async fn authorization_matrix_matches_the_golden_file() {
         )
         .await
         .unwrap();
-    let fx = Fixture {
+    let _ = URL.set(ts.url.clone());
+    let token: Value = admin
+        .post("/v1/hosts/join-tokens", &json!({}))
+        .await
+        .unwrap();
+    let image = raw_image(&admin, Some(&a.project)).await;
+    let kp: Value = admin
+        .post(
+            "/v1/keypairs",
+            &json!({"name": "key1", "project_id": a.project, "public_key": ssh_key()}),
+        )
+        .await
+        .unwrap();
+    let mut fx = Fixture {
         org: a.org.clone(),
         child: a.child.clone(),
         project: a.project.clone(),
         user: id(&target),
+        image: id(&image),
+        instance: String::new(),
+        host: String::new(),
+        keypair: id(&kp),
+        join_token: token["token"].as_str().unwrap().to_string(),
     };
+    fx.host = fresh_host(&fx).await;
+    fx.instance = fresh_instance(&admin, &fx).await;
     // Callers: name → how to log in.
     let mut logins: Vec<(&str, Option<(String, String)>)> = vec![
         ("anonymous", None),

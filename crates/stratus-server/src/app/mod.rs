@@ -6,6 +6,9 @@ pub mod audit;
 pub mod auth;
 pub mod flavors;
 pub mod grants;
+pub mod hosts;
+pub mod images;
+pub mod instances;
 pub mod orgs;
 pub mod projects;
 pub mod quotas;
@@ -36,6 +39,8 @@ pub struct App {
     pub limiter: RateLimiter,
     pub metrics: Metrics,
     pub calls: CallLog,
+    /// Long-poll wake-ups and guest samples for the host agents.
+    pub hub: hosts::AgentHub,
 }
 
 pub type AppRef = Arc<App>;

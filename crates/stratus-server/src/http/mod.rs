@@ -3,6 +3,7 @@
 //! limiting, metrics, the API call log and the audit log.
 
 pub mod admin;
+pub mod compute;
 pub mod extract;
 pub mod identity;
 
@@ -33,7 +34,7 @@ use extract::Authenticated;
 #[openapi(
     info(
         title = "Stratus API",
-        description = "Stratus government cloud platform: identity, tenancy (organizations, VDCs, projects), quotas and audit. \
+        description = "Stratus government cloud platform: identity, tenancy (organizations, VDCs, projects), quotas, audit and compute. \
                        Authenticate with `Authorization: Bearer <token>` from `auth_login`, or sign requests with an access key \
                        (AWS4-HMAC-SHA256, service `stratus`). Errors: `{\"error\": {\"code\", \"message\", \"request_id\"}}`."
     ),
@@ -48,6 +49,11 @@ use extract::Authenticated;
         (name = "access-keys", description = "Access keys for signed requests"),
         (name = "audit", description = "The audit log"),
         (name = "flavors", description = "Instance flavors: the spec's reference flavors and custom ones"),
+        (name = "hosts", description = "Compute hosts and their join tokens"),
+        (name = "images", description = "Images (IMS): upload, convert, download, share"),
+        (name = "keypairs", description = "SSH key pairs for instances"),
+        (name = "instances", description = "Virtual machines (ECS) and their lifecycle"),
+        (name = "agent", description = "The host agents' protocol (host credentials, not user tokens)"),
         (name = "system", description = "Health, metrics and consistency checks")
     )
 )]
@@ -62,6 +68,16 @@ struct Operations(HashMap<(Method, String), String>);
 
 /// Operations callable without credentials.
 const PUBLIC: [&str; 3] = ["auth_login", "health_view", "metrics_view"];
+
+/// Operations whose body is streamed to the handler instead of read here (large uploads).
+const STREAMING: [&str; 2] = ["image_upload", "agent_image_upload"];
+
+/// The host agents' protocol: authenticated by the handler with the host's credential,
+/// not rate limited per source address, and (being heartbeats) kept out of the call log.
+fn agent_operation(op: &str) -> bool {
+    op.starts_with("agent_")
+}
+const AGENT_QUIET: [&str; 2] = ["agent_desired", "agent_report"];
 
 fn api_router() -> OpenApiRouter<AppRef> {
     use admin::*;
@@ -94,6 +110,41 @@ fn api_router() -> OpenApiRouter<AppRef> {
         .routes(routes!(quota_consistency_check))
         .routes(routes!(flavor_list, flavor_create))
         .routes(routes!(flavor_view, flavor_delete))
+        .routes(routes!(compute::host_list))
+        .routes(routes!(
+            compute::host_view,
+            compute::host_update,
+            compute::host_delete
+        ))
+        .routes(routes!(compute::join_token_create))
+        .routes(routes!(compute::image_list, compute::image_create))
+        .routes(routes!(
+            compute::image_view,
+            compute::image_update,
+            compute::image_delete
+        ))
+        .routes(routes!(compute::image_upload, compute::image_download))
+        .routes(routes!(compute::keypair_list, compute::keypair_create))
+        .routes(routes!(compute::keypair_view, compute::keypair_delete))
+        .routes(routes!(compute::instance_list, compute::instance_create))
+        .routes(routes!(
+            compute::instance_view,
+            compute::instance_update,
+            compute::instance_delete
+        ))
+        .routes(routes!(compute::instance_action))
+        .routes(routes!(compute::instance_tasks))
+        .routes(routes!(compute::instance_console_log))
+        .routes(routes!(compute::instance_remote_console))
+        .routes(routes!(compute::instance_metrics))
+        .routes(routes!(compute::instance_image_create))
+        .routes(routes!(compute::agent_join))
+        .routes(routes!(compute::agent_desired))
+        .routes(routes!(compute::agent_report))
+        .routes(routes!(
+            compute::agent_image_download,
+            compute::agent_image_upload
+        ))
         .routes(routes!(health_view))
         .routes(routes!(metrics_view))
 }
@@ -242,6 +293,7 @@ async fn authenticate(
             raw_query: parts.uri.query().unwrap_or(""),
             headers: &parts.headers,
             body,
+            streaming: STREAMING.contains(&call.operation.as_str()),
         };
         let (principal, key) = app.auth.signed(&app.store, signed).await?;
         if app.auth.should_touch(&key) {
@@ -290,10 +342,21 @@ async fn handle(
         started: Instant::now(),
     };
     let (mut parts, body) = req.into_parts();
+    let streaming = STREAMING.contains(&call.operation.as_str());
+    let agent = agent_operation(&call.operation);
+    let mut body = Some(body);
     let mut caller: Option<Authenticated> = None;
     let mut logged_body = serde_json::Value::Null;
     let admitted = async {
-        let bytes = read_body(&parts.headers, body, app.config.max_body_bytes).await?;
+        let bytes = if streaming {
+            Bytes::new()
+        } else {
+            let b = body.take().unwrap_or_else(Body::empty);
+            read_body(&parts.headers, b, app.config.max_body_bytes).await?
+        };
+        if agent {
+            return Ok(bytes);
+        }
         match authenticate(&app, &call, &parts, &bytes).await {
             Ok(a) => caller = a,
             // Stale credentials do not stop a login or a health check.
@@ -319,8 +382,12 @@ async fn handle(
             if let Some(a) = &caller {
                 parts.extensions.insert(a.clone());
             }
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
+            let b = if streaming {
+                body.take().unwrap_or_else(Body::empty)
+            } else {
+                Body::from(bytes)
+            };
+            next.run(Request::from_parts(parts, b)).await
         }
     };
     let status = response.status().as_u16();
@@ -336,6 +403,9 @@ async fn handle(
         response.headers_mut().insert("x-request-id", v);
     }
     let principal = caller.map(|a| a.principal);
+    if AGENT_QUIET.contains(&call.operation.as_str()) {
+        return response;
+    }
     app.calls.record(serde_json::json!({
         "at": now_text(),
         "request_id": call.request_id,
@@ -380,7 +450,9 @@ async fn audit(
             let id = v
                 .get("id")
                 .or_else(|| v.pointer("/access_key/id"))
-                .or_else(|| v.pointer("/user/id"));
+                .or_else(|| v.pointer("/user/id"))
+                .or_else(|| v.pointer("/0/id"))
+                .or_else(|| v.get("host_id"));
             object_id = id.and_then(|i| i.as_str()).unwrap_or_default().to_string();
         }
         response = Response::from_parts(rparts, Body::from(rbytes));

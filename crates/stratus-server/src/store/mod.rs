@@ -6,6 +6,9 @@ mod access_keys;
 mod audit;
 mod flavors;
 mod grants;
+mod hosts;
+mod images;
+mod instances;
 mod orgs;
 mod projects;
 mod quotas;
@@ -17,6 +20,11 @@ mod vdcs;
 pub use access_keys::AccessKeyRow;
 pub use audit::AuditRecord;
 pub use flavors::{NewFlavor, BUILTIN_FLAVORS};
+pub use hosts::Footprint;
+pub use images::{ImageRow, NewImage};
+pub use instances::{
+    desired, FlavorSnapshot, InstanceQuery, InstanceRow, NewInstance, Observed, Transition,
+};
 pub use quotas::QuotaDelta;
 pub use tokens::SessionRow;
 pub use users::{NewUser, UserRow};

@@ -252,8 +252,7 @@ impl Store {
         for (scope, _, res, used) in &rows {
             recorded.insert((scope.clone(), res.clone()), *used);
         }
-        // Actual usage of projects: no project-level resource kinds exist yet, so each is 0.
-        // Resource kinds add their recount here as they arrive.
+        // Actual usage of projects, recounted from each resource kind's records.
         let mut actual: HashMap<(String, String), i64> = HashMap::new();
         let projects: Vec<(String, String)> = sqlx::query_as("SELECT id, vdc_id FROM projects")
             .fetch_all(&self.db.read)
@@ -266,9 +265,20 @@ impl Store {
         for (a, d) in vdc_links {
             ancestors_of.entry(d).or_default().push(a);
         }
+        let mut counted: HashMap<(String, String), i64> = HashMap::new();
+        for (pid, n, vcpus, mem) in self.instance_usage().await? {
+            counted.insert((pid.clone(), QuotaResource::Instances.as_str().into()), n);
+            counted.insert((pid.clone(), QuotaResource::Vcpus.as_str().into()), vcpus);
+            counted.insert((pid, QuotaResource::MemoryGib.as_str().into()), mem);
+        }
+        for (pid, n) in self.image_usage().await? {
+            counted.insert((pid, QuotaResource::Images.as_str().into()), n);
+        }
         for (pid, vdc) in &projects {
             for r in QuotaResource::ALL {
-                actual.insert((pid.clone(), r.as_str().to_string()), 0);
+                let key = (pid.clone(), r.as_str().to_string());
+                let n = counted.get(&key).copied().unwrap_or(0);
+                actual.insert(key, n);
             }
             // Every ancestor VDC (the project's VDC included) counts this project and its usage.
             for anc in ancestors_of.get(vdc).map(Vec::as_slice).unwrap_or(&[]) {

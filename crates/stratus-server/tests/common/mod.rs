@@ -55,7 +55,52 @@ pub fn test_config(dir: &std::path::Path, database: String) -> Config {
     cfg.bootstrap.admin_password = Some(ADMIN_PW.into());
     cfg.bootstrap.secadmin_password = Some(SECADMIN_PW.into());
     cfg.bootstrap.auditor_password = Some(AUDITOR_PW.into());
+    // Tests that need guests start an agent themselves.
+    cfg.local_agent.enabled = false;
     cfg
+}
+
+/// A well-formed OpenSSH ed25519 public key (random key material).
+pub fn ssh_key() -> String {
+    use base64::Engine;
+    let mut blob = Vec::new();
+    for part in [b"ssh-ed25519".to_vec(), Uuid::new_v4().as_bytes().repeat(2)] {
+        blob.extend((part.len() as u32).to_be_bytes());
+        blob.extend(part);
+    }
+    format!(
+        "ssh-ed25519 {} test@stratus",
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    )
+}
+
+/// Upload `data` as the image's file; returns the status and the JSON answer.
+pub async fn upload(c: &Client, image: &str, data: Vec<u8>) -> (u16, Value) {
+    let r = c
+        .send_raw(
+            reqwest::Method::PUT,
+            &format!("/v1/images/{image}/file"),
+            &[],
+            Some(data),
+        )
+        .await
+        .unwrap();
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
+}
+
+/// An active raw image (1 MiB of zeros) owned by `project`, or public without one.
+pub async fn raw_image(c: &Client, project: Option<&str>) -> Value {
+    let mut body = json!({"name": format!("raw-{}", &Uuid::new_v4().simple().to_string()[..8]), "disk_format": "raw"});
+    if let Some(p) = project {
+        body["project_id"] = json!(p);
+    }
+    let img: Value = c.post("/v1/images", &body).await.unwrap();
+    let (st, v) = upload(c, &id(&img), vec![0u8; 1 << 20]).await;
+    assert_eq!(st, 200, "{v}");
+    v
 }
 
 pub fn temp_dir() -> PathBuf {
