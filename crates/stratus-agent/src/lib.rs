@@ -1,11 +1,17 @@
-//! The Stratus host agent's data plane: QEMU guests over QMP, their disks (qemu-img) and
-//! config drives, and the accelerator probe.
+//! The Stratus host agent: the agent loop ([`agent`]) and its protocol client ([`client`]),
+//! and the data plane it drives: QEMU guests over QMP, their disks (qemu-img) and config
+//! drives, and the accelerator probe. [`sim`] is a simulated agent for control-plane scale
+//! tests.
 
 pub mod accel;
+pub mod agent;
 pub mod cidata;
+pub mod client;
 pub mod disk;
+pub mod identity;
 pub mod qemu;
 pub mod qmp;
+pub mod sim;
 
 /// A random password of `len` letters and digits (VNC passwords are at most 8 characters).
 pub fn random_password(len: usize) -> String {

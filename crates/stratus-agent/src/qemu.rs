@@ -1,7 +1,7 @@
 //! One QEMU process per instance, driven over QMP.
 //!
-//! Every instance has a directory holding its overlay disk, config drive, QMP and VNC
-//! sockets, serial console log and pid file. QEMU runs daemonized, so the agent can restart
+//! Every instance has a directory holding its overlay disk, config drive, serial console
+//! log and pid file, and a QMP socket; its VNC console listens on TCP (password required). QEMU runs daemonized, so the agent can restart
 //! without touching running guests: it finds them again through the pid file and socket.
 
 use std::path::{Path, PathBuf};
@@ -27,6 +27,47 @@ pub struct VmSpec {
     pub root_disk: PathBuf,
     /// NoCloud config drive, attached read-only.
     pub cidata: Option<PathBuf>,
+    /// Where the VNC console listens (TCP, password required): an IP address…
+    pub vnc_listen: String,
+    /// …and a port, at least [`VNC_BASE_PORT`] (QEMU counts displays from there).
+    pub vnc_port: u16,
+}
+
+/// VNC display 0.
+pub const VNC_BASE_PORT: u16 = 5900;
+
+/// `addr:display` for QEMU's `-vnc` option (IPv6 addresses in brackets).
+fn vnc_address(listen: &str, port: u16) -> String {
+    let display = port.saturating_sub(VNC_BASE_PORT);
+    if listen.contains(':') && !listen.starts_with('[') {
+        format!("[{listen}]:{display}")
+    } else {
+        format!("{listen}:{display}")
+    }
+}
+
+/// A VNC port at or above [`VNC_BASE_PORT`] that nothing listens on (tried by binding),
+/// skipping `taken` (ports of other guests that may be stopped right now).
+pub fn free_vnc_port(listen: &str, taken: &[u16]) -> std::io::Result<u16> {
+    let ip: std::net::IpAddr = listen
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("VNC listen address {listen:?}: {e}"),
+            )
+        })?;
+    (VNC_BASE_PORT..VNC_BASE_PORT + 1000)
+        .filter(|p| !taken.contains(p))
+        .find(|p| vnc_port_free(ip, *p))
+        .ok_or_else(|| std::io::Error::other("no free VNC port in 5900-6899"))
+}
+
+/// True if nothing listens on `ip:port` right now.
+pub fn vnc_port_free(ip: std::net::IpAddr, port: u16) -> bool {
+    std::net::TcpListener::bind((ip, port)).is_ok()
 }
 
 /// The files of one instance. Sockets live apart, under `<state>/s/`, with short names:
@@ -49,6 +90,7 @@ impl VmDir {
     pub fn qmp(&self) -> PathBuf {
         self.1.with_extension("qmp")
     }
+    /// The VNC socket of earlier versions (VNC now listens on TCP); removed with the rest.
     pub fn vnc(&self) -> PathBuf {
         self.1.with_extension("vnc")
     }
@@ -125,7 +167,10 @@ pub fn command_line(spec: &VmSpec, dir: &VmDir, incoming: bool) -> Vec<String> {
         "-vga".into(),
         "std".into(),
         "-vnc".into(),
-        format!("unix:{},password=on", dir.vnc().display()),
+        format!(
+            "{},password=on",
+            vnc_address(&spec.vnc_listen, spec.vnc_port)
+        ),
         "-chardev".into(),
         format!("file,id=console,path={},append=on", dir.console().display()),
         "-serial".into(),
@@ -290,6 +335,25 @@ pub async fn stop(dir: &VmDir, id: Uuid, graceful: Duration) -> anyhow::Result<b
         );
     }
     Ok(false)
+}
+
+/// Set the console's VNC password, valid until `expires_at` (seconds since the epoch;
+/// `None` = until the next one is set).
+pub async fn set_vnc_password(
+    dir: &VmDir,
+    password: &str,
+    expires_at: Option<i64>,
+) -> anyhow::Result<()> {
+    let mut q = qmp(dir).await?;
+    q.execute("change-vnc-password", Some(json!({"password": password})))
+        .await?;
+    let time = expires_at.map_or_else(|| "never".to_string(), |t| t.to_string());
+    q.execute(
+        "expire_password",
+        Some(json!({"protocol": "vnc", "time": time})),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Hard reset (the reset button).

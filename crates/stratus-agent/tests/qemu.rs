@@ -93,6 +93,8 @@ async fn tiny_guest_lifecycle() {
         accel: Accel::Tcg,
         root_disk: dir.root_disk(),
         cidata: Some(dir.cidata()),
+        vnc_listen: "127.0.0.1".into(),
+        vnc_port: qemu::free_vnc_port("127.0.0.1", &[]).unwrap(),
     };
 
     qemu::start(&spec, &dir, false).await.unwrap();
@@ -157,9 +159,17 @@ async fn tiny_guest_lifecycle() {
         "resume must not reboot the guest"
     );
 
-    // A one-time VNC password can be set; the console socket exists.
+    // A one-time VNC password can be set; the console listens on TCP and speaks RFB.
     assert_eq!(qemu::vnc_password(&dir).await.unwrap().len(), 8);
-    assert!(dir.vnc().exists());
+    let mut vnc = tokio::net::TcpStream::connect(("127.0.0.1", spec.vnc_port))
+        .await
+        .unwrap();
+    let mut hello = [0u8; 12];
+    tokio::io::AsyncReadExt::read_exact(&mut vnc, &mut hello)
+        .await
+        .unwrap();
+    assert_eq!(&hello[..4], b"RFB ");
+    drop(vnc);
 
     // Forced stop leaves no process.
     assert!(!qemu::stop(&dir, id, Duration::ZERO).await.unwrap());

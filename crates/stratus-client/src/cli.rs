@@ -8,6 +8,7 @@ use stratus_api::*;
 use uuid::Uuid;
 
 use crate::client::{Auth, Client};
+use crate::compute_cli::{self, HostCmd, ImageCmd, KeypairCmd, ServerCmd};
 use crate::output::{self, Format};
 use crate::settings::Settings;
 
@@ -74,6 +75,18 @@ pub enum Command {
     /// Instance flavors.
     #[command(subcommand)]
     Flavor(FlavorCmd),
+    /// Instances (virtual machines).
+    #[command(subcommand)]
+    Server(ServerCmd),
+    /// Disk images to boot instances from.
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// SSH public keys for instances.
+    #[command(subcommand)]
+    Keypair(KeypairCmd),
+    /// Compute hosts and join tokens (operators).
+    #[command(subcommand)]
+    Host(HostCmd),
     /// Recount quota usage from the real resources and report counters that disagree.
     Check,
 }
@@ -436,12 +449,12 @@ fn read_secret(prompt: &str, from_stdin: bool) -> anyhow::Result<String> {
     Ok(rpassword::prompt_password(prompt)?)
 }
 
-struct Out {
-    format: Format,
+pub(crate) struct Out {
+    pub(crate) format: Format,
 }
 
 impl Out {
-    fn value(&self, v: &Value, columns: &[&str]) {
+    pub(crate) fn value(&self, v: &Value, columns: &[&str]) {
         match self.format {
             Format::Json => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
             Format::Yaml => print!("{}", output::yaml(v)),
@@ -470,19 +483,19 @@ impl Out {
         }
     }
 
-    fn done(&self, msg: &str) {
+    pub(crate) fn done(&self, msg: &str) {
         if self.format == Format::Table {
             println!("{msg}");
         }
     }
 }
 
-fn to_value<T: serde::Serialize>(v: &T) -> Value {
+pub(crate) fn to_value<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
 /// Fetch one page or, with `--all`, follow `next` until the end.
-async fn list_pages(
+pub(crate) async fn list_pages(
     c: &Client,
     path: &str,
     mut q: Vec<(&'static str, String)>,
@@ -517,7 +530,7 @@ async fn list_pages(
     }
 }
 
-fn opt(k: &'static str, v: Option<Uuid>) -> Vec<(&'static str, String)> {
+pub(crate) fn opt(k: &'static str, v: Option<Uuid>) -> Vec<(&'static str, String)> {
     v.map(|v| vec![(k, v.to_string())]).unwrap_or_default()
 }
 
@@ -1058,6 +1071,10 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Server(cmd) => compute_cli::server(&c, &out, cmd).await?,
+        Command::Image(cmd) => compute_cli::image(&c, &out, cmd).await?,
+        Command::Keypair(cmd) => compute_cli::keypair(&c, &out, cmd).await?,
+        Command::Host(cmd) => compute_cli::host(&c, &out, cmd).await?,
         Command::Check => {
             let r: ConsistencyReport = c.get("/v1/system/quota-consistency", &[]).await?;
             if out.format == Format::Table {

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod compute_cli;
 pub mod output;
 pub mod settings;
 

@@ -38,12 +38,22 @@ pub struct Server {
     pub app: Arc<App>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The all-in-one agent, when `local_agent.enabled`.
+    agent: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Server {
     /// Stop accepting, finish in-flight requests, and return.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
+        // The agent stops its loops; guests keep running (the next start finds them).
+        if let Some(agent) = self.agent {
+            match agent.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "local agent ended with an error"),
+                Err(e) => tracing::warn!(error = %e, "local agent task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
         self.task.await??;
         Ok(())
     }
@@ -157,6 +167,55 @@ async fn bootstrap(store: &Store, cfg: &config::BootstrapConfig) -> anyhow::Resu
     Ok(())
 }
 
+/// All-in-one mode: run a host agent in this process, joined to this control plane.
+async fn start_local_agent(
+    app: &Arc<App>,
+    addr: SocketAddr,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let la = &app.config.local_agent;
+    let state_dir = la
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| app.config.data_dir.join("agent"));
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let mut cfg = stratus_agent::agent::AgentConfig::new(
+        format!("http://{host}:{}", addr.port()),
+        &state_dir,
+    );
+    // A host that joined before keeps its identity; a new one joins with a fresh token.
+    if !state_dir.join("agent.json").exists() {
+        cfg.join_token = Some(
+            app::hosts::local_join_token(app, &la.availability_zone)
+                .await
+                .map_err(|e| anyhow::anyhow!("local agent join token: {e}"))?,
+        );
+    }
+    cfg.hypervisor = match la.hypervisor.as_str() {
+        "kvm" => Some(stratus_agent::accel::Accel::Kvm),
+        "tcg" => Some(stratus_agent::accel::Accel::Tcg),
+        _ => None,
+    };
+    cfg.vnc_listen = la.vnc_listen.clone();
+    cfg.faults = app
+        .config
+        .faults
+        .iter()
+        .filter(|f| f.starts_with("agent."))
+        .cloned()
+        .collect();
+    Ok(tokio::spawn(async move {
+        stratus_agent::agent::run(cfg, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+    }))
+}
+
 /// Open the store, migrate, bootstrap, bind and start serving in the background.
 pub async fn start(config: Config) -> anyhow::Result<Server> {
     config.validate()?;
@@ -227,10 +286,16 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         }
     });
     tracing::info!(%addr, database = app.store.db.backend.as_str(), "Stratus control plane listening");
+    let agent = if app.config.local_agent.enabled {
+        Some(start_local_agent(&app, addr, tx.subscribe()).await?)
+    } else {
+        None
+    };
     Ok(Server {
         addr,
         app,
         shutdown: tx,
         task,
+        agent,
     })
 }

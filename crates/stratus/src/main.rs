@@ -20,6 +20,9 @@ struct Cli {
 enum Command {
     /// Run the control plane: API, embedded store (SQLite) or PostgreSQL.
     Serve(ServeArgs),
+    /// Run the host agent: join a control plane and run its guests here with QEMU.
+    #[command(long_about = AGENT_ABOUT)]
+    Agent(AgentArgs),
     #[command(flatten)]
     Client(cli::Command),
 }
@@ -53,9 +56,134 @@ struct ServeArgs {
     /// Steady requests per second per account; 0 turns rate limiting off.
     #[arg(long, env = "STRATUS_RATE_LIMIT")]
     rate_limit: Option<f64>,
+    /// Do not run the all-in-one host agent in this process (hosts join with `stratus agent`).
+    #[arg(long, env = "STRATUS_NO_LOCAL_AGENT")]
+    no_local_agent: bool,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+}
+
+const AGENT_ABOUT: &str = "\
+Run the host agent: join a control plane and run the guests it places here with QEMU.
+
+The first start joins the control plane with a join token (an administrator creates one)
+and keeps the host's identity in <state-dir>/agent.json (mode 0600); later starts reuse it
+and need no token. The agent long-polls the host's desired state, builds, starts, stops and
+deletes guests to match it, and reports their state, counters and console output.
+
+Guests run as daemonized QEMU processes: stopping or restarting the agent (SIGINT/SIGTERM)
+leaves them running, and a restarted agent finds them again.
+
+Examples:
+  stratus agent --join https://cloud.example.gov --token jt_...
+  stratus agent --state-dir /srv/stratus-agent --hypervisor kvm --vnc-listen 10.0.0.5";
+
+#[derive(Debug, Args)]
+struct AgentArgs {
+    /// Control plane URL to join (optional once joined: <state-dir>/agent.json has it).
+    #[arg(long = "join", value_name = "URL", env = "STRATUS_AGENT_JOIN")]
+    join: Option<String>,
+    /// Join token; needed only for the first start.
+    #[arg(
+        long,
+        value_name = "T",
+        env = "STRATUS_AGENT_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// Directory for the identity, cached images and instance files.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "STRATUS_AGENT_STATE_DIR",
+        default_value = "/var/lib/stratus/agent"
+    )]
+    state_dir: PathBuf,
+    /// Accelerator: `auto` boots a probe guest to find out whether KVM really works (the
+    /// result is cached in the state directory); `kvm` or `tcg` force one.
+    #[arg(long, value_name = "auto|kvm|tcg", env = "STRATUS_AGENT_HYPERVISOR", default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
+    hypervisor: String,
+    /// Address VNC consoles listen on (one TCP port per guest from 5900, password-protected).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "STRATUS_AGENT_VNC_LISTEN",
+        default_value = "0.0.0.0"
+    )]
+    vnc_listen: String,
+    /// Hostname reported to the control plane [default: the system's].
+    #[arg(long, value_name = "NAME", env = "STRATUS_AGENT_HOSTNAME")]
+    hostname: Option<String>,
+    /// Scale-test instrument, not for production: instead of a real agent, join N simulated
+    /// hosts that report every desired instance in its desired state without running guests.
+    #[arg(long, value_name = "N", env = "STRATUS_AGENT_SIMULATE")]
+    simulate: Option<usize>,
+    /// Test instrument: make a build step fail (agent.image, agent.disk, agent.cidata,
+    /// agent.start).
+    #[arg(
+        long = "fault",
+        hide = true,
+        env = "STRATUS_AGENT_FAULTS",
+        value_delimiter = ','
+    )]
+    faults: Vec<String>,
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+async fn agent(a: AgentArgs) -> anyhow::Result<()> {
+    use stratus_agent::accel::Accel;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STRATUS_AGENT_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Some(n) = a.simulate {
+        let server = a
+            .join
+            .ok_or_else(|| anyhow::anyhow!("--simulate needs --join <URL>"))?;
+        let token = a
+            .token
+            .ok_or_else(|| anyhow::anyhow!("--simulate needs --token <T>"))?;
+        return stratus_agent::sim::run_simulated(
+            &server,
+            &token,
+            n,
+            &a.state_dir,
+            shutdown_signal(),
+        )
+        .await;
+    }
+    let cfg = stratus_agent::agent::AgentConfig {
+        server: a.join.unwrap_or_default(),
+        join_token: a.token,
+        state_dir: a.state_dir,
+        hypervisor: match a.hypervisor.as_str() {
+            "kvm" => Some(Accel::Kvm),
+            "tcg" => Some(Accel::Tcg),
+            _ => None,
+        },
+        vnc_listen: a.vnc_listen,
+        hostname: a.hostname,
+        faults: a.faults,
+    };
+    stratus_agent::agent::run(cfg, shutdown_signal()).await
 }
 
 fn load_config(a: &ServeArgs) -> anyhow::Result<Config> {
@@ -90,6 +218,9 @@ fn load_config(a: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(v) = a.rate_limit {
         cfg.rate_limit.requests_per_second = v;
     }
+    if a.no_local_agent {
+        cfg.local_agent.enabled = false;
+    }
     cfg.validate()?;
     Ok(cfg)
 }
@@ -118,6 +249,7 @@ async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(a) => serve(a).await,
+        Command::Agent(a) => agent(a).await,
         Command::Client(cmd) => cli::run(cli.global, cmd).await,
     };
     if let Err(e) = result {

@@ -23,6 +23,7 @@ fn spawn_server(dir: &std::path::Path, database: &str) -> (Child, String) {
             database,
             "--rate-limit",
             "0",
+            "--no-local-agent",
         ])
         .arg("--data-dir")
         .arg(dir)
@@ -290,6 +291,7 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_write() {
         server: None,
         url: url.clone(),
         dir: dir.clone(),
+        config: test_config(&dir, String::new()),
     };
     let admin = Arc::new(ts.admin().await);
     let t = tree(&admin, "crash").await;
@@ -334,6 +336,7 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_write() {
         server: None,
         url,
         dir: dir.clone(),
+        config: test_config(&dir, String::new()),
     };
     let admin = ts.admin().await;
     let q = vec![("vdc_id", t.child.clone()), ("limit", "1000".to_string())];

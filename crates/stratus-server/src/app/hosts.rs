@@ -21,13 +21,18 @@ use crate::validate;
 
 /// How long a desired-state request waits for a change before answering anyway.
 pub const LONG_POLL: Duration = Duration::from_secs(25);
+/// How long a woken long poll waits for further changes before answering.
+const COALESCE: Duration = Duration::from_millis(50);
+
+/// The last counters of a guest, when they came, and the rates they gave.
+type Sample = (chrono::DateTime<Utc>, GuestCounters, InstanceMetrics);
 
 /// In-memory coordination with agents: wake-ups for long polls and the latest guest
 /// counters (rates need two samples).
 #[derive(Default)]
 pub struct AgentHub {
     wake: Mutex<HashMap<Uuid, watch::Sender<u64>>>,
-    samples: Mutex<HashMap<Uuid, (chrono::DateTime<Utc>, GuestCounters, InstanceMetrics)>>,
+    samples: Mutex<HashMap<Uuid, Sample>>,
 }
 
 impl AgentHub {
@@ -246,7 +251,14 @@ pub async fn agent_desired(app: &App, host: Uuid, after: i64) -> Result<DesiredS
     let mut rx = app.hub.subscribe(host);
     loop {
         let generation = app.store.host_generation(host).await?;
-        if generation > after || Instant::now() >= deadline {
+        if generation > after {
+            // Changes come in bursts (a create of many instances): gather them into one
+            // answer instead of one per change.
+            tokio::time::sleep(COALESCE).await;
+            let generation = app.store.host_generation(host).await?;
+            return desired_state(app, host, generation).await;
+        }
+        if Instant::now() >= deadline {
             return desired_state(app, host, generation).await;
         }
         // Woken by this process's changes; the 1 s tick covers other control-plane

@@ -19,6 +19,7 @@ pub struct TestServer {
     pub server: Option<Server>,
     pub url: String,
     pub dir: PathBuf,
+    pub config: Config,
 }
 
 /// The database setting for a fresh store: `sqlite`, or a new database on the PostgreSQL
@@ -118,13 +119,29 @@ impl TestServer {
         let dir = temp_dir();
         let mut cfg = test_config(&dir, fresh_database().await);
         tweak(&mut cfg);
-        let server = stratus_server::start(cfg).await.expect("server starts");
+        let server = stratus_server::start(cfg.clone())
+            .await
+            .expect("server starts");
         let url = format!("http://{}", server.addr);
+        // Later restarts keep the address, so clients and agents keep working.
+        cfg.listen = server.addr;
         TestServer {
             server: Some(server),
             url,
             dir,
+            config: cfg,
         }
+    }
+
+    /// Stop the control plane (and its local agent) and start it again on the same data.
+    pub async fn restart(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop().await.unwrap();
+        }
+        let server = stratus_server::start(self.config.clone())
+            .await
+            .expect("server restarts");
+        self.server = Some(server);
     }
 
     pub fn anon(&self) -> Client {

@@ -1,0 +1,569 @@
+//! Compute benchmark (issue: compute and images).
+//!
+//! Part 1, control plane at scale: 100 simulated hosts (the agent protocol without QEMU),
+//! 10,000 instances created one per call by 8 concurrent clients. Reports create-call
+//! latency and instances accepted per second, the time until all are `running`, and list
+//! latency at that size — beside nginx serving a static file over the same loopback (the
+//! floor of any HTTP answer here).
+//!
+//! Part 2, real guests: time from `POST /v1/instances` to `running` and to the guest's
+//! ready marker for the tiny image under QEMU (TCG here), beside the raw `qemu-system`
+//! boot of the same guest to the same marker, measured in the same run. The difference
+//! is what Stratus adds.
+//!
+//! Usage: compute-bench [--database postgres://…] [--nginx URL] [--instances N] [--hosts N]
+//!                      [--image target/images/tiny.qcow2] [--boots N]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use stratus_server::Config;
+use uuid::Uuid;
+
+const CLIENTS: usize = 8;
+const ADMIN_PW: &str = "Bench-Passw0rd1";
+
+struct Row {
+    name: String,
+    latencies: Vec<Duration>,
+    wall: Duration,
+}
+
+impl Row {
+    fn pct(&self, p: f64) -> f64 {
+        let mut v = self.latencies.clone();
+        v.sort();
+        v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
+    }
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64()
+    }
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// `total` requests spread over CLIENTS tasks; `make(i)` sends request `i`.
+async fn load<F, Fut>(name: &str, total: usize, make: F) -> anyhow::Result<Row>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let make = Arc::new(make);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let (make, next) = (make.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, anyhow::Error>(lat);
+                }
+                let t = Instant::now();
+                make(i).await?;
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    Ok(Row {
+        name: name.into(),
+        latencies,
+        wall: start.elapsed(),
+    })
+}
+
+fn config(dir: &Path, database: &str) -> anyhow::Result<Config> {
+    let mut cfg = Config {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir: dir.to_path_buf(),
+        database: database.into(),
+        ..Config::default()
+    };
+    cfg.rate_limit.requests_per_second = 0.0;
+    cfg.local_agent.enabled = false;
+    cfg.bootstrap.admin_password = Some(ADMIN_PW.into());
+    cfg.bootstrap.secadmin_password = Some("Secur1ty-Passw0rd".into());
+    cfg.bootstrap.auditor_password = Some("Check3r-Passw0rd".into());
+    Ok(cfg)
+}
+
+/// A small API client on a shared connection pool.
+#[derive(Clone)]
+struct Api {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl Api {
+    async fn login(url: &str) -> anyhow::Result<Api> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()?;
+        let r: Value = http
+            .post(format!("{url}/v1/auth/login"))
+            .json(&json!({"name": "admin", "password": ADMIN_PW}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(Api {
+            http,
+            url: url.into(),
+            token: r["token"].as_str().unwrap_or_default().into(),
+        })
+    }
+    async fn call(
+        &self,
+        m: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = self
+            .http
+            .request(m, format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await?;
+        let status = r.status();
+        let bytes = r.bytes().await?;
+        anyhow::ensure!(
+            status.is_success(),
+            "{path}: {status} {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+    async fn upload(&self, image: &str, data: Vec<u8>) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .put(format!("{}/v1/images/{image}/file", self.url))
+            .bearer_auth(&self.token)
+            .body(data)
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        anyhow::ensure!(status.is_success(), "upload: {v}");
+        Ok(v)
+    }
+    async fn project(&self) -> anyhow::Result<String> {
+        let org = self
+            .post("/v1/organizations", json!({"name": "bench"}))
+            .await?;
+        let vdc = self
+            .post("/v1/vdcs", json!({"org_id": org["id"], "name": "bench"}))
+            .await?;
+        let p = self
+            .post(
+                "/v1/projects",
+                json!({"vdc_id": vdc["id"], "name": "bench"}),
+            )
+            .await?;
+        Ok(p["id"].as_str().unwrap_or_default().into())
+    }
+}
+
+fn print(title: &str, rows: &[Row], floor: Option<f64>) {
+    println!("\n{title}");
+    println!(
+        "{:<44} {:>6} {:>10} {:>10} {:>10} {:>12}",
+        "operation", "n", "p50 ms", "p99 ms", "per s", "p50 / nginx"
+    );
+    for r in rows {
+        let ratio = match floor {
+            Some(f) if !r.name.starts_with("peer") => format!("{:.1}x", r.pct(0.5) / f),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<44} {:>6} {:>10.3} {:>10.3} {:>10.0} {:>12}",
+            r.name,
+            r.latencies.len(),
+            r.pct(0.5),
+            r.pct(0.99),
+            r.rate(),
+            ratio
+        );
+    }
+}
+
+async fn scale(
+    database: &str,
+    nginx: Option<String>,
+    instances: usize,
+    hosts: usize,
+) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("stratus-bench-{}", Uuid::new_v4().simple()));
+    let server = stratus_server::start(config(&dir, database)?).await?;
+    let url = format!("http://{}", server.addr);
+    let api = Api::login(&url).await?;
+    let project = api.project().await?;
+    let img = api
+        .post("/v1/images", json!({"name": "bench", "disk_format": "raw"}))
+        .await?;
+    let img = api
+        .upload(img["id"].as_str().unwrap_or_default(), vec![0u8; 1 << 20])
+        .await?;
+    let token = api.post("/v1/hosts/join-tokens", json!({})).await?;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let sim = {
+        let (url, tok, dir) = (
+            url.clone(),
+            token["token"].as_str().unwrap_or_default().to_string(),
+            dir.join("sim"),
+        );
+        tokio::spawn(async move {
+            stratus_agent::sim::run_simulated(&url, &tok, hosts, &dir, async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            })
+            .await
+        })
+    };
+    let t = Instant::now();
+    loop {
+        let h = api.get("/v1/hosts").await?;
+        let up = h
+            .as_array()
+            .map(|a| a.iter().filter(|h| h["state"] == "up").count())
+            .unwrap_or(0);
+        if up == hosts {
+            break;
+        }
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(120),
+            "simulated hosts did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "{hosts} simulated hosts up; creating {instances} instances on {}…",
+        server.app.store.db.backend.as_str()
+    );
+    let mut rows = Vec::new();
+    let (a, p, i) = (api.clone(), project.clone(), img["id"].clone());
+    let created = Instant::now();
+    rows.push(
+        load("instance create (1 per call)", instances, move |n| {
+            let (a, p, i) = (a.clone(), p.clone(), i.clone());
+            async move {
+                let v = a
+                    .post(
+                        "/v1/instances",
+                        json!({"name": format!("vm{n}"), "project_id": p, "flavor": "basic.2c4g", "image": i}),
+                    )
+                    .await?;
+                anyhow::ensure!(v[0]["status"] == "building", "not placed: {}", v[0]);
+                Ok(())
+            }
+        })
+        .await?,
+    );
+    // Until every instance is running on its (simulated) host.
+    loop {
+        let page = api
+            .get(&format!(
+                "/v1/instances?status=building&limit=1&project_id={project}"
+            ))
+            .await?;
+        let busy = api
+            .get(&format!(
+                "/v1/instances?status=busy&limit=1&project_id={project}"
+            ))
+            .await?;
+        if page["items"].as_array().is_some_and(|a| a.is_empty())
+            && busy["items"].as_array().is_some_and(|a| a.is_empty())
+        {
+            break;
+        }
+        anyhow::ensure!(
+            created.elapsed() < Duration::from_secs(1200),
+            "instances did not converge"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let converged = created.elapsed();
+    for (name, path) in [
+        (
+            "instance list (first 100 of 10k)",
+            "/v1/instances?limit=100".to_string(),
+        ),
+        (
+            "instance list (100, by name, project filter)",
+            format!("/v1/instances?limit=100&sort=name&project_id={project}"),
+        ),
+        (
+            "instance list (status=running, 100)",
+            "/v1/instances?limit=100&status=running".to_string(),
+        ),
+        ("host list (100 hosts)", "/v1/hosts".to_string()),
+    ] {
+        let (a, path) = (api.clone(), path.clone());
+        rows.push(
+            load(name, 800, move |_| {
+                let (a, path) = (a.clone(), path.clone());
+                async move {
+                    a.get(&path).await?;
+                    Ok(())
+                }
+            })
+            .await?,
+        );
+    }
+    let mut floor = None;
+    if let Some(n) = nginx {
+        let http = reqwest::Client::new();
+        let row = load("peer: nginx static file", 4000, move |_| {
+            let (http, n) = (http.clone(), n.clone());
+            async move {
+                http.get(&n)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .bytes()
+                    .await?;
+                Ok(())
+            }
+        })
+        .await?;
+        floor = Some(row.pct(0.5));
+        rows.push(row);
+    }
+    print(
+        &format!(
+            "Control plane, {} store: {instances} instances on {hosts} simulated hosts (all running {:.1} s after the first create)",
+            server.app.store.db.backend.as_str(),
+            converged.as_secs_f64()
+        ),
+        &rows,
+        floor,
+    );
+    let _ = stop_tx.send(true);
+    let _ = sim.await;
+    server.stop().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Boot the image directly with QEMU (the agent's own command line, no control plane) and
+/// time it to the ready marker.
+async fn raw_boot(image: &Path, work: &Path) -> anyhow::Result<Duration> {
+    use stratus_agent::{accel::Accel, cidata, disk, qemu};
+    let id = Uuid::new_v4();
+    let dir = qemu::VmDir::new(work, id);
+    dir.create()?;
+    disk::overlay(image, &dir.root_disk(), 1 << 30).await?;
+    let name = "rawboot";
+    cidata::build(
+        &work.join("cidata-src").join(id.to_string()),
+        &dir.cidata(),
+        &cidata::Metadata {
+            instance_id: &id.to_string(),
+            hostname: name,
+            ssh_keys: &[],
+            user_data: None,
+        },
+    )
+    .await?;
+    let spec = qemu::VmSpec {
+        id,
+        vcpus: 1,
+        memory_mib: 256,
+        accel: Accel::Tcg,
+        root_disk: dir.root_disk(),
+        cidata: Some(dir.cidata()),
+        vnc_listen: "127.0.0.1".into(),
+        vnc_port: free_port()?,
+    };
+    let t = Instant::now();
+    qemu::start(&spec, &dir, false).await?;
+    let marker = format!("STRATUS-READY hostname={name}");
+    loop {
+        let text = std::fs::read_to_string(dir.console()).unwrap_or_default();
+        if text.contains(&marker) {
+            break;
+        }
+        anyhow::ensure!(t.elapsed() < Duration::from_secs(180), "raw boot timed out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = t.elapsed();
+    qemu::stop(&dir, id, Duration::ZERO).await?;
+    Ok(took)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = l.local_addr()?.port();
+    // QEMU counts VNC displays from 5900; take one in its range.
+    Ok(5900 + port % 1000)
+}
+
+async fn guests(image: &Path, boots: usize) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("stratus-bench-{}", Uuid::new_v4().simple()));
+    let mut cfg = config(&dir, "sqlite")?;
+    cfg.local_agent.enabled = true;
+    cfg.local_agent.hypervisor = "tcg".into();
+    cfg.compute.report_interval_secs = 2;
+    let server = stratus_server::start(cfg).await?;
+    let api = Api::login(&format!("http://{}", server.addr)).await?;
+    let project = api.project().await?;
+    api.post(
+        "/v1/flavors",
+        json!({"name": "tiny.1c256m", "vcpus": 1, "memory_mib": 256, "disk_gib": 1}),
+    )
+    .await?;
+    let img = api
+        .post(
+            "/v1/images",
+            json!({"name": "tiny", "disk_format": "qcow2"}),
+        )
+        .await?;
+    api.upload(
+        img["id"].as_str().unwrap_or_default(),
+        std::fs::read(image)?,
+    )
+    .await?;
+    let t = Instant::now();
+    while api
+        .get("/v1/hosts")
+        .await?
+        .as_array()
+        .is_none_or(|h| h.iter().all(|h| h["state"] != "up"))
+    {
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(120),
+            "the local agent did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut to_running = Vec::new();
+    let mut to_ready = Vec::new();
+    let mut raw = Vec::new();
+    for n in 0..boots {
+        // Alternate, so both see the same machine state.
+        raw.push(raw_boot(image, &dir.join("raw")).await?);
+        let name = format!("bench{n}");
+        let t = Instant::now();
+        let v = api
+            .post(
+                "/v1/instances",
+                json!({"name": name, "project_id": project, "flavor": "tiny.1c256m", "image": "tiny"}),
+            )
+            .await?;
+        let id = v[0]["id"].as_str().unwrap_or_default().to_string();
+        let mut running = None;
+        loop {
+            let i = api.get(&format!("/v1/instances/{id}")).await?;
+            anyhow::ensure!(i["status"] != "error", "boot failed: {i}");
+            if running.is_none() && i["status"] == "running" {
+                running = Some(t.elapsed());
+            }
+            if running.is_some() {
+                let r = api
+                    .http
+                    .get(format!("{}/v1/instances/{id}/console-log", api.url))
+                    .bearer_auth(&api.token)
+                    .send()
+                    .await?
+                    .text()
+                    .await?;
+                if r.contains(&format!("STRATUS-READY hostname={name}")) {
+                    break;
+                }
+            }
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(180),
+                "instance boot timed out"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        to_ready.push(t.elapsed());
+        to_running.push(running.unwrap_or_default());
+        api.call(
+            reqwest::Method::DELETE,
+            &format!("/v1/instances/{id}"),
+            None,
+        )
+        .await?;
+    }
+    let wall = Duration::from_secs(1);
+    let rows = [
+        Row {
+            name: "raw qemu-system: launch → ready marker".into(),
+            latencies: raw,
+            wall,
+        },
+        Row {
+            name: "Stratus: create → running".into(),
+            latencies: to_running,
+            wall,
+        },
+        Row {
+            name: "Stratus: create → ready marker (console log)".into(),
+            latencies: to_ready,
+            wall,
+        },
+    ];
+    println!("\nReal guests: tiny image, 1 vCPU, 256 MiB, TCG ({boots} boots each, alternating)");
+    println!(
+        "{:<44} {:>6} {:>10} {:>10}",
+        "measure", "n", "p50 ms", "p99 ms"
+    );
+    for r in &rows {
+        println!(
+            "{:<44} {:>6} {:>10.0} {:>10.0}",
+            r.name,
+            r.latencies.len(),
+            r.pct(0.5),
+            r.pct(0.99)
+        );
+    }
+    println!(
+        "overhead of Stratus to the ready marker (p50): {:.0} ms",
+        rows[2].pct(0.5) - rows[0].pct(0.5)
+    );
+    server.stop().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let database = arg("--database").unwrap_or_else(|| "sqlite".into());
+    let instances: usize = arg("--instances")
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(10_000);
+    let hosts: usize = arg("--hosts")
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(100);
+    let boots: usize = arg("--boots").map(|v| v.parse()).transpose()?.unwrap_or(5);
+    let image = PathBuf::from(arg("--image").unwrap_or_else(|| "target/images/tiny.qcow2".into()));
+    scale(&database, arg("--nginx"), instances, hosts).await?;
+    if database == "sqlite" && boots > 0 {
+        guests(&image, boots).await?;
+    }
+    Ok(())
+}
