@@ -226,6 +226,11 @@ async fn scale(
     let img = api
         .upload(img["id"].as_str().unwrap_or_default(), vec![0u8; 1 << 20])
         .await?;
+    api.post(
+        "/v1/flavors",
+        json!({"name": "small.1c1g", "vcpus": 1, "memory_mib": 1024, "disk_gib": 20}),
+    )
+    .await?;
     let token = api.post("/v1/hosts/join-tokens", json!({})).await?;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let sim = {
@@ -271,7 +276,7 @@ async fn scale(
                 let v = a
                     .post(
                         "/v1/instances",
-                        json!({"name": format!("vm{n}"), "project_id": p, "flavor": "basic.2c4g", "image": i}),
+                        json!({"name": format!("vm{n}"), "project_id": p, "flavor": "small.1c1g", "image": i}),
                     )
                     .await?;
                 anyhow::ensure!(v[0]["status"] == "building", "not placed: {}", v[0]);

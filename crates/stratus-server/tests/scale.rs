@@ -23,6 +23,14 @@ async fn ten_thousand_instances_on_a_hundred_simulated_hosts() {
     let admin = ts.admin().await;
     let t = tree(&admin, "A").await;
     let img = raw_image(&admin, None).await;
+    // 100 hosts of 64 CPUs and 256 GiB hold 10,000 of these within the overcommit ratios.
+    let _: Value = admin
+        .post(
+            "/v1/flavors",
+            &json!({"name": "small.1c1g", "vcpus": 1, "memory_mib": 1024, "disk_gib": 20}),
+        )
+        .await
+        .unwrap();
     let token: Value = admin
         .post("/v1/hosts/join-tokens", &json!({}))
         .await
@@ -63,12 +71,14 @@ async fn ten_thousand_instances_on_a_hundred_simulated_hosts() {
                 let v: Vec<Value> = c
                     .post(
                         "/v1/instances",
-                        &json!({"name": format!("vm{n}"), "project_id": p, "flavor": "basic.2c4g",
+                        &json!({"name": format!("vm{n}"), "project_id": p, "flavor": "small.1c1g",
                             "image": i, "count": PER_CALL}),
                     )
                     .await
                     .unwrap();
-                assert!(v.iter().all(|i| i["status"] == "building"), "{:?}", v[0]);
+                if let Some(odd) = v.iter().find(|i| i["status"] != "building" && i["status"] != "running") {
+                    panic!("not placed: {odd}");
+                }
                 created += v.len();
             }
         });
@@ -111,7 +121,7 @@ async fn ten_thousand_instances_on_a_hundred_simulated_hosts() {
     for h in &hosts {
         assert_eq!(
             h["allocated_vcpus"].as_i64().unwrap(),
-            2 * h["instance_count"].as_i64().unwrap()
+            h["instance_count"].as_i64().unwrap()
         );
         assert_eq!(h["facts"]["simulated"], true);
     }

@@ -452,15 +452,3 @@ fn keypair_from_row(r: &AnyRow) -> Result<KeyPair> {
         created_at: col_time(r, "created_at")?,
     })
 }
-
-impl super::Sortable for Image {
-    fn sort_value(&self, column: &str) -> String {
-        match column {
-            "name" => self.name.clone(),
-            _ => super::time_text(self.created_at),
-        }
-    }
-    fn id_text(&self) -> String {
-        self.id.to_string()
-    }
-}

@@ -414,15 +414,7 @@ impl Store {
         if let Some(n) = q.name {
             c.and("i.name LIKE ? ESCAPE '\\'", [super::like_contains(n)]);
         }
-        let paging = Paging {
-            column: if paging.column == "name" {
-                "i.name"
-            } else {
-                "i.created_at"
-            },
-            ..paging.clone()
-        };
-        let (tail, targs) = paging.apply(&mut c, "i.id");
+        let (tail, targs) = paging.apply_to(&mut c, "i.", "i.id");
         let (sql, args) = c.render(&format!("SELECT {COLS} FROM {FROM}"), &tail, targs);
         let rows = sqlx::query_with(&sql, args)
             .fetch_all(&self.db.read)
@@ -431,14 +423,7 @@ impl Store {
             .iter()
             .map(|r| row_to_instance(r).map(|i| i.api))
             .collect::<Result<Vec<_>>>()?;
-        Ok(paging.finish(items, |i| {
-            let v = if paging.column == "i.name" {
-                i.name.clone()
-            } else {
-                super::time_text(i.created_at)
-            };
-            (v, i.id.to_string())
-        }))
+        Ok(paging.page(items))
     }
 
     /// Every instance placed on a host, for its agent.

@@ -295,17 +295,23 @@ impl Paging {
 
     /// Add the cursor condition and return the ORDER BY … LIMIT tail with its argument.
     pub fn apply(&self, conds: &mut Conds, id_col: &str) -> (String, Vec<Arg>) {
+        self.apply_to(conds, "", id_col)
+    }
+
+    /// [`Paging::apply`] for a query whose columns need a table prefix (`i.`).
+    pub fn apply_to(&self, conds: &mut Conds, prefix: &str, id_col: &str) -> (String, Vec<Arg>) {
         let op = if self.descending { "<" } else { ">" };
+        let col = format!("{prefix}{}", self.column);
         if let Some((v, id)) = &self.after {
             conds.and(
-                format!("({}, {id_col}) {op} (?, ?)", self.column),
+                format!("({col}, {id_col}) {op} (?, ?)"),
                 [Arg::from(v.as_str()), Arg::from(id.as_str())],
             );
         }
         let dir = if self.descending { "DESC" } else { "ASC" };
         // One extra row tells whether another page exists.
         (
-            format!("ORDER BY {} {dir}, {id_col} {dir} LIMIT ?", self.column),
+            format!("ORDER BY {col} {dir}, {id_col} {dir} LIMIT ?"),
             vec![Arg::Int(self.limit + 1)],
         )
     }
@@ -369,7 +375,9 @@ sortable!(
     stratus_api::Organization,
     stratus_api::Vdc,
     stratus_api::Project,
-    stratus_api::User
+    stratus_api::User,
+    stratus_api::Instance,
+    stratus_api::Image
 );
 
 /// True when the error is a unique-constraint violation (on either backend).
