@@ -76,7 +76,10 @@ async fn ten_thousand_instances_on_a_hundred_simulated_hosts() {
                     )
                     .await
                     .unwrap();
-                if let Some(odd) = v.iter().find(|i| i["status"] != "building" && i["status"] != "running") {
+                if let Some(odd) = v
+                    .iter()
+                    .find(|i| i["status"] != "building" && i["status"] != "running")
+                {
                     panic!("not placed: {odd}");
                 }
                 created += v.len();
