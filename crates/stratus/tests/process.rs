@@ -14,16 +14,29 @@ const BIN: &str = env!("CARGO_BIN_EXE_stratus");
 
 /// Start `stratus serve` on port 0 and read the address it prints.
 fn spawn_server(dir: &std::path::Path, database: &str) -> (Child, String) {
-    let mut child = Command::new(BIN)
+    spawn_server_with(dir, database, None)
+}
+
+/// With a configuration file, the server also runs its local agent (as configured there).
+fn spawn_server_with(
+    dir: &std::path::Path,
+    database: &str,
+    config: Option<&std::path::Path>,
+) -> (Child, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve");
+    match config {
+        Some(c) => cmd.arg("--config").arg(c),
+        None => cmd.arg("--no-local-agent"),
+    };
+    let mut child = cmd
         .args([
-            "serve",
             "--listen",
             "127.0.0.1:0",
             "--database",
             database,
             "--rate-limit",
             "0",
-            "--no-local-agent",
         ])
         .arg("--data-dir")
         .arg(dir)
@@ -373,4 +386,169 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_write() {
     server.kill().unwrap();
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The compute commands against `stratus serve` with its local agent: image upload from a
+/// file, key pair, `server create --wait`, console log, stop, image download, delete.
+#[tokio::test]
+async fn cli_runs_a_real_guest_end_to_end() {
+    let dir = temp_dir();
+    let conf = dir.join("stratus.toml");
+    std::fs::write(
+        &conf,
+        "[local_agent]\nhypervisor = \"tcg\"\n[compute]\nreport_interval_secs = 2\n",
+    )
+    .unwrap();
+    let (mut server, url) = spawn_server_with(&dir, &fresh_database().await, Some(&conf));
+    let cfg = dir.join("cli.toml");
+    let run = |args: &[&str]| cli(&url, &cfg, args, None);
+    let (ok, _, err) = cli(
+        &url,
+        &cfg,
+        &["login", "-u", "admin", "--password-stdin"],
+        Some(&format!("{ADMIN_PW}\n")),
+    );
+    assert!(ok, "{err}");
+    let org = json_of(&run(&["-o", "json", "org", "create", "局"]).1)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let vdc = json_of(&run(&["-o", "json", "vdc", "create", "处", "--org", &org]).1)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let project = json_of(&run(&["-o", "json", "project", "create", "网", "--vdc", &vdc]).1)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ok, _, err) = run(&[
+        "flavor",
+        "create",
+        "tiny.1c256m",
+        "--vcpus",
+        "1",
+        "--memory-mib",
+        "256",
+        "--disk-gib",
+        "1",
+    ]);
+    assert!(ok, "{err}");
+
+    // A file that is not qcow2: refused, with the reason and how to retry.
+    let junk = dir.join("junk.qcow2");
+    std::fs::write(&junk, vec![0x42u8; 100_000]).unwrap();
+    let (ok, _, err) = run(&[
+        "image",
+        "create",
+        "--name",
+        "junk",
+        "--format",
+        "qcow2",
+        "--file",
+        junk.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("is not a valid qcow2 image"), "{err}");
+
+    let tiny =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/images/tiny.qcow2");
+    let (ok, out, err) = run(&[
+        "-o",
+        "json",
+        "image",
+        "create",
+        "--name",
+        "tiny",
+        "--format",
+        "qcow2",
+        "--file",
+        tiny.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let img = json_of(&out);
+    assert_eq!(img["status"], "active", "{img}");
+    let key = dir.join("id.pub");
+    std::fs::write(&key, ssh_key()).unwrap();
+    let (ok, _, err) = run(&[
+        "keypair",
+        "create",
+        "--project",
+        &project,
+        "--name",
+        "ops",
+        "--public-key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+
+    let (ok, out, err) = run(&[
+        "-o",
+        "json",
+        "server",
+        "create",
+        "--project",
+        &project,
+        "--flavor",
+        "tiny.1c256m",
+        "--image",
+        "tiny",
+        "--name",
+        "cli1",
+        "--key-name",
+        "ops",
+        "--wait",
+    ]);
+    assert!(ok, "{out}{err}");
+    let vm = json_of(&out);
+    let vm = if vm.is_array() { vm[0].clone() } else { vm };
+    assert_eq!(vm["status"], "running", "{vm}");
+    let id = vm["id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let (_, log, _) = run(&["server", "console-log", &id]);
+        if log.contains("STRATUS-READY hostname=cli1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ready marker: {log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let (ok, out, _) = run(&["server", "list", "--project", &project]);
+    assert!(
+        ok && out.contains("cli1") && out.contains("running"),
+        "{out}"
+    );
+    let (ok, out, err) = run(&["server", "stop", &id, "--wait"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("stopped"), "{out}");
+    let (ok, _, err) = run(&["server", "reboot", &id]);
+    assert!(!ok && err.contains("needs it to be running"), "{err}");
+
+    let raw = dir.join("tiny.raw");
+    let (ok, _, err) = run(&[
+        "image",
+        "download",
+        img["id"].as_str().unwrap(),
+        "--format",
+        "raw",
+        "--file",
+        raw.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        std::fs::metadata(&raw).unwrap().len(),
+        img["virtual_size_bytes"].as_u64().unwrap()
+    );
+
+    let (ok, out, err) = run(&["server", "delete", &id, "--wait"]);
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = run(&["server", "show", &id]);
+    assert!(!ok && err.contains("not found"), "{err}");
+    let (ok, out, _) = run(&["-o", "json", "host", "list"]);
+    assert!(ok);
+    assert_eq!(json_of(&out)[0]["state"], "up");
+    server.kill().unwrap();
+    let _ = server.wait();
 }

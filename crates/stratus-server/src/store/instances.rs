@@ -897,9 +897,10 @@ impl Store {
     /// Recount of instance usage per project for the quota consistency check.
     pub(crate) async fn instance_usage(&self) -> Result<Vec<(String, i64, i64, i64)>> {
         Ok(sqlx::query_as(
-            "SELECT project_id, COUNT(*), COALESCE(SUM(vcpus), 0), \
-             COALESCE(SUM((memory_mib + 1023) / 1024), 0) FROM instances WHERE quota_held = 1 \
-             GROUP BY project_id",
+            // PostgreSQL sums BIGINT as NUMERIC: cast back so both backends give i64.
+            "SELECT project_id, COUNT(*), CAST(COALESCE(SUM(vcpus), 0) AS BIGINT), \
+             CAST(COALESCE(SUM((memory_mib + 1023) / 1024), 0) AS BIGINT) FROM instances \
+             WHERE quota_held = 1 GROUP BY project_id",
         )
         .fetch_all(&self.db.read)
         .await?)
