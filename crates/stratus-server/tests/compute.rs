@@ -905,3 +905,123 @@ async fn key_pairs_are_validated_and_injected() {
     assert_eq!(w["user_data"], "#cloud-config\nhostname: keyed\n");
     ts.stop().await;
 }
+
+#[tokio::test]
+async fn zones_packing_resize_unwinding_and_metering_events() {
+    let ts = TestServer::start_with(|c| c.compute.placement = "pack".into()).await;
+    let admin = ts.admin().await;
+    let a = tree(&admin, "A").await;
+    let img = raw_image(&admin, None).await;
+    let h1 = ScriptedAgent::join(&ts, &admin, "node1", 8, 32768).await;
+    let h2 = ScriptedAgent::join(&ts, &admin, "node2", 8, 32768).await;
+    // Pack: the fullest host that fits takes the next instance.
+    let first = create(&admin, &a.project, &id(&img), "basic.2c4g", "p1").await;
+    let second = create(&admin, &a.project, &id(&img), "basic.2c4g", "p2").await;
+    assert_eq!(
+        first["host_id"], second["host_id"],
+        "pack placed them apart"
+    );
+    // A zone with no hosts: no valid host, named in the reason.
+    let v: Vec<Value> = admin
+        .post(
+            "/v1/instances",
+            &json!({"name": "far", "project_id": a.project, "flavor": "basic.2c4g",
+            "image": id(&img), "availability_zone": "az9"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v[0]["status"], "error");
+    assert!(
+        v[0]["status_reason"]
+            .as_str()
+            .unwrap()
+            .contains("availability zone az9"),
+        "{}",
+        v[0]
+    );
+    // Moving a host to another zone makes it the only choice there.
+    let _: Value = admin
+        .patch(
+            &format!("/v1/hosts/{}", h2.host_id),
+            &json!({"availability_zone": "az9"}),
+        )
+        .await
+        .unwrap();
+    let v: Vec<Value> = admin
+        .post(
+            "/v1/instances",
+            &json!({"name": "far2", "project_id": a.project, "flavor": "basic.2c4g",
+            "image": id(&img), "availability_zone": "az9"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v[0]["host_id"], h2.host_id.as_str());
+    let agent = if first["host_id"] == h1.host_id.as_str() {
+        &h1
+    } else {
+        &h2
+    };
+
+    // A resize the host cannot apply is undone: old flavor, quota and host room.
+    let vm = id(&first);
+    agent.converge(&vm, "running").await;
+    act(&admin, &vm, json!({"action": "stop"})).await.unwrap();
+    agent.converge(&vm, "stopped").await;
+    let before = project_usage(&admin, &a.project).await;
+    act(
+        &admin,
+        &vm,
+        json!({"action": "resize", "flavor": "basic.4c8g"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(project_usage(&admin, &a.project).await.1, before.1 + 2);
+    let w = agent.want(&vm).await;
+    agent
+        .report(
+            json!([{"id": vm, "generation": w["generation"], "state": "error",
+            "error": "resizing the root disk: no space left on device"}]),
+        )
+        .await;
+    let v = show(&admin, &vm).await;
+    assert_eq!(v["status"], "error");
+    assert_eq!(v["flavor_name"], "basic.2c4g");
+    assert_eq!(v["vcpus"], 2);
+    assert!(v["status_reason"]
+        .as_str()
+        .unwrap()
+        .contains("no space left"));
+    assert_eq!(project_usage(&admin, &a.project).await, before);
+    assert_eq!(
+        agent.want(&vm).await["vcpus"],
+        2,
+        "the host is told the old size again"
+    );
+    // From error, a stop brings it back to a usable state.
+    act(&admin, &vm, json!({"action": "stop"})).await.unwrap();
+    agent.converge(&vm, "stopped").await;
+    assert_eq!(show(&admin, &vm).await["status"], "stopped");
+
+    // Every lifecycle step left a metering event, in order, in the store.
+    let events: Vec<(String, String)> = sqlx::query_as(
+        "SELECT event, attrs FROM metering_events WHERE resource_id = $1 ORDER BY id",
+    )
+    .bind(&vm)
+    .fetch_all(&ts.server.as_ref().unwrap().app.store.db.read)
+    .await
+    .unwrap();
+    let names: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(
+        names,
+        ["created", "started", "stopped", "resized", "resized"],
+        "{events:?}"
+    );
+    assert!(
+        events[0].1.contains("\"flavor\":\"basic.2c4g\""),
+        "{}",
+        events[0].1
+    );
+    assert!(events[3].1.contains("basic.4c8g"));
+    assert!(events[4].1.contains("basic.2c4g") && events[4].1.contains("reverted"));
+    ts.stop().await;
+}

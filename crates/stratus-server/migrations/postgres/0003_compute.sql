@@ -98,6 +98,8 @@ CREATE TABLE instances (
     generation BIGINT NOT NULL DEFAULT 1,
     applied_generation BIGINT NOT NULL DEFAULT 0,
     status TEXT NOT NULL,
+    -- What the agent last reported (running, stopped, paused, suspended, error…).
+    actual_state TEXT NOT NULL DEFAULT '',
     task TEXT,
     status_reason TEXT NOT NULL DEFAULT '',
     stop_timeout_secs BIGINT NOT NULL DEFAULT 60,

@@ -22,7 +22,7 @@ pub type Tx = Transaction<'static, Any>;
 const COLS: &str = "i.id, i.name, i.description, i.project_id, i.vdc_id, i.flavor_id, i.flavor_name, \
     i.vcpus, i.memory_mib, i.root_disk_gib, i.image_id, i.image_name, i.image_sha256, \
     i.availability_zone, i.host_id, h.name AS host_name, i.key_name, i.ssh_keys, i.user_data, i.power, \
-    i.generation, i.applied_generation, i.status, i.task, i.status_reason, i.stop_timeout_secs, \
+    i.generation, i.applied_generation, i.status, i.actual_state, i.task, i.status_reason, i.stop_timeout_secs, \
     i.soft_reboots, i.hard_reboots, i.console_password, i.console_serial, i.console_applied, \
     i.console_expires_at, i.vnc_port, i.capture_image_id, i.host_held, i.prev_flavor, i.quota_held, \
     i.launched_at, i.created_by, i.created_at, i.updated_at";
@@ -39,6 +39,8 @@ pub struct InstanceRow {
     pub power: DesiredPower,
     pub generation: i64,
     pub applied_generation: i64,
+    /// What the agent last reported.
+    pub actual_state: String,
     pub stop_timeout_secs: i64,
     pub soft_reboots: i64,
     pub hard_reboots: i64,
@@ -158,6 +160,7 @@ fn row_to_instance(row: &AnyRow) -> Result<InstanceRow> {
         power: parse_power(&col_str(row, "power")?),
         generation: col_i64(row, "generation")?,
         applied_generation: col_i64(row, "applied_generation")?,
+        actual_state: col_str(row, "actual_state")?,
         stop_timeout_secs: col_i64(row, "stop_timeout_secs")?,
         soft_reboots: col_i64(row, "soft_reboots")?,
         hard_reboots: col_i64(row, "hard_reboots")?,
@@ -168,7 +171,10 @@ fn row_to_instance(row: &AnyRow) -> Result<InstanceRow> {
         vnc_port: row.try_get::<Option<i64>, _>("vnc_port").ok().flatten(),
         capture_image_id: col_opt_uuid(row, "capture_image_id")?,
         host_held: col_i64(row, "host_held")? != 0,
-        prev_flavor: col_opt_str(row, "prev_flavor")?.and_then(|s| serde_json::from_str(&s).ok()),
+        // Stored as (flavor, flavor name).
+        prev_flavor: col_opt_str(row, "prev_flavor")?
+            .and_then(|s| serde_json::from_str::<(FlavorSnapshot, String)>(&s).ok())
+            .map(|(f, _)| f),
         quota_held: col_i64(row, "quota_held")? != 0,
     })
 }
@@ -760,7 +766,23 @@ impl Store {
         let mut task = row.api.task.clone();
         let mut reason = row.api.status_reason.clone();
         let mut result: Option<(&str, String)> = None;
-        let mut event: Option<&str> = None;
+        // Metering follows what really runs: a guest holds its resources while running or
+        // paused, and gives them up when stopped, suspended or failed.
+        let actual = match r.state {
+            A::Building => "building",
+            A::Running => "running",
+            A::Stopped => "stopped",
+            A::Paused => "paused",
+            A::Suspended => "suspended",
+            A::Error => "error",
+            A::Gone => "gone",
+        };
+        let holds = |s: &str| matches!(s, "running" | "paused");
+        let event = match (holds(&row.actual_state), holds(actual)) {
+            (false, true) => Some("started"),
+            (true, false) => Some("stopped"),
+            _ => None,
+        };
         if r.state == A::Error && row.api.status != InstanceStatus::Error {
             status = InstanceStatus::Error;
             reason = r.error.clone().unwrap_or_default();
@@ -779,18 +801,13 @@ impl Store {
                     if a != status || task.is_some() {
                         result = Some(("succeeded", String::new()));
                     }
-                    let was_running = matches!(row.api.status, InstanceStatus::Running);
-                    if a == InstanceStatus::Running && !was_running {
-                        event = Some("started");
-                    } else if a != InstanceStatus::Running && was_running {
-                        event = Some("stopped");
-                    }
                     status = a;
                     task = None;
                 }
             }
         }
         let changed = status != row.api.status
+            || actual != row.actual_state
             || task != row.api.task
             || r.generation != row.applied_generation
             || r.vnc_port != row.vnc_port
@@ -809,7 +826,8 @@ impl Store {
         sqlx::query(
             "UPDATE instances SET status = $1, task = $2, status_reason = $3, applied_generation = $4, \
              vnc_port = $5, console_applied = $6, launched_at = COALESCE(launched_at, $7), \
-             prev_flavor = CASE WHEN $8 = 1 THEN NULL ELSE prev_flavor END, updated_at = $9 WHERE id = $10",
+             prev_flavor = CASE WHEN $8 = 1 THEN NULL ELSE prev_flavor END, updated_at = $9, \
+             actual_state = $11 WHERE id = $10",
         )
         .bind(status.as_str())
         .bind(task.as_deref())
@@ -821,6 +839,7 @@ impl Store {
         .bind(resize_done as i64)
         .bind(now_text())
         .bind(id.to_string())
+        .bind(actual)
         .execute(&mut *tx)
         .await?;
         if let Some((res, msg)) = &result {
@@ -882,13 +901,24 @@ impl Store {
              root_disk_gib = $5, prev_flavor = NULL, generation = generation + 1, updated_at = $6 WHERE id = $7",
         )
         .bind(prev.id.to_string())
-        .bind(name)
+        .bind(&name)
         .bind(prev.vcpus)
         .bind(prev.memory_mib)
         .bind(prev.disk_gib)
         .bind(now_text())
         .bind(id.to_string())
         .execute(&mut *tx)
+        .await?;
+        // Metering saw the resize; it must see it undone too.
+        metering(
+            &mut tx,
+            id,
+            row.api.project_id,
+            row.api.vdc_id,
+            "resized",
+            serde_json::json!({"flavor": name, "vcpus": prev.vcpus, "memory_mib": prev.memory_mib,
+                "root_disk_gib": prev.disk_gib, "reverted": true}),
+        )
         .await?;
         tx.commit().await?;
         Ok(())
