@@ -399,7 +399,7 @@ async fn raw_boot(image: &Path, work: &Path) -> anyhow::Result<Duration> {
         root_disk: dir.root_disk(),
         cidata: Some(dir.cidata()),
         vnc_listen: "127.0.0.1".into(),
-        vnc_port: free_port()?,
+        vnc_port: qemu::free_vnc_port("127.0.0.1", &[])?,
     };
     let t = Instant::now();
     qemu::start(&spec, &dir, false).await?;
@@ -415,13 +415,6 @@ async fn raw_boot(image: &Path, work: &Path) -> anyhow::Result<Duration> {
     let took = t.elapsed();
     qemu::stop(&dir, id, Duration::ZERO).await?;
     Ok(took)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let port = l.local_addr()?.port();
-    // QEMU counts VNC displays from 5900; take one in its range.
-    Ok(5900 + port % 1000)
 }
 
 async fn guests(image: &Path, boots: usize) -> anyhow::Result<()> {
@@ -565,7 +558,10 @@ async fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(100);
     let boots: usize = arg("--boots").map(|v| v.parse()).transpose()?.unwrap_or(5);
-    let image = PathBuf::from(arg("--image").unwrap_or_else(|| "target/images/tiny.qcow2".into()));
+    // Absolute: overlays record their backing file's path.
+    let image = std::fs::canonicalize(PathBuf::from(
+        arg("--image").unwrap_or_else(|| "target/images/tiny.qcow2".into()),
+    ))?;
     scale(&database, arg("--nginx"), instances, hosts).await?;
     if database == "sqlite" && boots > 0 {
         guests(&image, boots).await?;

@@ -1061,7 +1061,12 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow
     let accel = accel::detect(&cfg.state_dir, cfg.hypervisor)
         .await
         .context("probing the accelerator")?;
-    let facts = identity::host_facts(&cfg.state_dir, cfg.hostname.as_deref(), accel.as_str());
+    let facts = identity::host_facts(
+        &cfg.state_dir,
+        cfg.hostname.as_deref(),
+        accel.as_str(),
+        &cfg.vnc_listen,
+    );
     let id = identity::load_or_join(
         &cfg.state_dir,
         &cfg.server,

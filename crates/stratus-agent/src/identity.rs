@@ -154,9 +154,22 @@ fn system_hostname() -> String {
 }
 
 /// What this host has: hostname, CPUs, memory, disk of the state directory's file system.
-pub fn host_facts(state_dir: &Path, hostname: Option<&str>, hypervisor: &str) -> HostFacts {
+pub fn host_facts(
+    state_dir: &Path,
+    hostname: Option<&str>,
+    hypervisor: &str,
+    vnc_listen: &str,
+) -> HostFacts {
+    let hostname = hostname.map_or_else(system_hostname, str::to_string);
+    // Consoles listen on vnc_listen; when that is every address, the host's name is the
+    // best address to give clients.
+    let console_address = match vnc_listen.parse::<std::net::IpAddr>() {
+        Ok(ip) if !ip.is_unspecified() => ip.to_string(),
+        _ => hostname.clone(),
+    };
     HostFacts {
-        hostname: hostname.map_or_else(system_hostname, str::to_string),
+        hostname,
+        console_address,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as i64),
         memory_mib: meminfo_mib(),
         disk_gib: disk_gib(state_dir),
@@ -174,7 +187,8 @@ mod tests {
     async fn facts_and_atomic_private_writes() {
         let dir = std::env::temp_dir().join(format!("stratus-id-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
-        let f = host_facts(&dir, None, "tcg");
+        let f = host_facts(&dir, None, "tcg", "127.0.0.1");
+        assert_eq!(f.console_address, "127.0.0.1");
         assert!(f.cpus >= 1 && f.memory_mib > 0 && f.disk_gib > 0, "{f:?}");
         assert!(!f.hostname.is_empty());
         let p = dir.join("agent.json");

@@ -31,6 +31,7 @@ pub fn sim_facts(n: usize) -> HostFacts {
         hypervisor: "sim".into(),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         simulated: true,
+        console_address: format!("sim-{n}"),
     }
 }
 

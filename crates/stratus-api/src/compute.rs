@@ -22,6 +22,9 @@ pub struct HostFacts {
     /// A simulated agent (a scale-test instrument, never a real host).
     #[serde(default)]
     pub simulated: bool,
+    /// Where clients reach the instances' VNC consoles on this host.
+    #[serde(default)]
+    pub console_address: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -1024,6 +1024,7 @@ mod tests {
                 hypervisor: "kvm".into(),
                 agent_version: "0.1.0".into(),
                 simulated: false,
+                console_address: "10.0.0.1".into(),
             },
             allocated_vcpus: 4,
             allocated_memory_mib: 8192,

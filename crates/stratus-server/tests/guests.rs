@@ -202,6 +202,10 @@ async fn a_real_guest_boots_runs_its_lifecycle_becomes_an_image_and_leaves_nothi
         .await
         .unwrap();
     assert_eq!(rc["protocol"], "vnc");
+    assert_eq!(
+        rc["host"], "127.0.0.1",
+        "the local agent's consoles listen there"
+    );
     let port = rc["port"].as_u64().unwrap();
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port as u16))
         .await

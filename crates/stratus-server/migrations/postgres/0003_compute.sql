@@ -123,9 +123,12 @@ CREATE TABLE instances (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX instances_host ON instances (host_id);
-CREATE INDEX instances_project ON instances (project_id, created_at);
+CREATE INDEX instances_project ON instances (project_id, created_at, id);
 CREATE INDEX instances_vdc ON instances (vdc_id);
 CREATE INDEX instances_created ON instances (created_at, id);
+CREATE INDEX instances_name ON instances (name, id);
+CREATE INDEX instances_project_name ON instances (project_id, name, id);
+CREATE INDEX instances_status ON instances (status, created_at, id);
 
 CREATE TABLE instance_tasks (
     id BIGSERIAL PRIMARY KEY,

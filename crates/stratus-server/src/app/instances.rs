@@ -544,7 +544,15 @@ pub async fn instance_remote_console(app: &App, p: &Principal, id: Uuid) -> Resu
             let h = app.store.host_get(host, &app.config.compute).await?;
             return Ok(RemoteConsole {
                 protocol: "vnc".into(),
-                host: h.map(|h| h.facts.hostname).unwrap_or_default(),
+                host: h
+                    .map(|h| {
+                        if h.facts.console_address.is_empty() {
+                            h.facts.hostname
+                        } else {
+                            h.facts.console_address
+                        }
+                    })
+                    .unwrap_or_default(),
                 port,
                 password,
                 expires_at: expires,

@@ -78,6 +78,8 @@ fn agent_operation(op: &str) -> bool {
     op.starts_with("agent_")
 }
 const AGENT_QUIET: [&str; 2] = ["agent_desired", "agent_report"];
+/// Largest agent report: 64 KiB of console output for each of hundreds of instances.
+const AGENT_MAX_BODY: usize = 64 << 20;
 
 fn api_router() -> OpenApiRouter<AppRef> {
     use admin::*;
@@ -352,7 +354,13 @@ async fn handle(
             Bytes::new()
         } else {
             let b = body.take().unwrap_or_else(Body::empty);
-            read_body(&parts.headers, b, app.config.max_body_bytes).await?
+            // An agent's report carries every instance's new console output.
+            let max = if agent {
+                app.config.max_body_bytes.max(AGENT_MAX_BODY)
+            } else {
+                app.config.max_body_bytes
+            };
+            read_body(&parts.headers, b, max).await?
         };
         if agent {
             return Ok(bytes);
