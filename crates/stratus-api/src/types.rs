@@ -333,6 +333,9 @@ pub struct AccessKey {
     /// The access key id (`AK…`), also the object's id.
     pub id: String,
     pub user_id: Uuid,
+    /// The project the key acts for in object storage: buckets it creates belong there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<Uuid>,
     pub description: String,
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
@@ -345,6 +348,9 @@ pub struct AccessKey {
 pub struct AccessKeyCreate {
     #[serde(default)]
     pub description: String,
+    /// Bind the key to a project you may write in (object storage creates buckets there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<Uuid>,
 }
 
 /// Returned once, at creation: the secret is never shown again.
@@ -390,12 +396,15 @@ pub enum QuotaResource {
     SecurityGroups,
     LoadBalancers,
     Buckets,
-    ObjectStorageGib,
+    /// Object storage capacity in bytes.
+    ObjectStorageBytes,
+    /// Stored objects (every version counts).
+    Objects,
     Projects,
 }
 
 impl QuotaResource {
-    pub const ALL: [QuotaResource; 14] = [
+    pub const ALL: [QuotaResource; 15] = [
         QuotaResource::Vcpus,
         QuotaResource::MemoryGib,
         QuotaResource::StorageGib,
@@ -408,7 +417,8 @@ impl QuotaResource {
         QuotaResource::SecurityGroups,
         QuotaResource::LoadBalancers,
         QuotaResource::Buckets,
-        QuotaResource::ObjectStorageGib,
+        QuotaResource::ObjectStorageBytes,
+        QuotaResource::Objects,
         QuotaResource::Projects,
     ];
 
@@ -426,7 +436,8 @@ impl QuotaResource {
             QuotaResource::SecurityGroups => "security_groups",
             QuotaResource::LoadBalancers => "load_balancers",
             QuotaResource::Buckets => "buckets",
-            QuotaResource::ObjectStorageGib => "object_storage_gib",
+            QuotaResource::ObjectStorageBytes => "object_storage_bytes",
+            QuotaResource::Objects => "objects",
             QuotaResource::Projects => "projects",
         }
     }

@@ -346,6 +346,9 @@ pub enum AccessKeyCmd {
     Create {
         #[arg(long, default_value = "")]
         description: String,
+        /// Bind the key to a project: S3 buckets it creates belong there.
+        #[arg(long)]
+        project: Option<Uuid>,
     },
     Enable {
         id: String,
@@ -923,9 +926,18 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
                     .await?,
                 KEY,
             ),
-            AccessKeyCmd::Create { description } => {
+            AccessKeyCmd::Create {
+                description,
+                project,
+            } => {
                 let k: AccessKeyCreated = c
-                    .post("/v1/access-keys", &AccessKeyCreate { description })
+                    .post(
+                        "/v1/access-keys",
+                        &AccessKeyCreate {
+                            description,
+                            project_id: project,
+                        },
+                    )
                     .await?;
                 if out.format == Format::Table {
                     println!("Access key: {}\nSecret key: {}\nThe secret is shown only now; store it safely.", k.access_key.id, k.secret_access_key);

@@ -37,11 +37,32 @@ pub struct Config {
     /// `tracing` filter, e.g. `info` or `stratus_server=debug`.
     pub log: String,
     pub compute: ComputeConfig,
+    /// The S3-compatible object storage endpoint.
+    pub s3: S3Config,
     /// The agent `stratus serve` runs in the same process (all-in-one mode).
     pub local_agent: LocalAgentConfig,
     /// Test instrument: named failure points to trigger (e.g. `create.schedule`). Never set
     /// in production; documented in docs/operations.md.
     pub faults: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// Address of the S3 endpoint; unset turns object storage off.
+    pub listen: Option<SocketAddr>,
+    /// Base domain for virtual-host-style addressing (`<bucket>.<domain>`); path-style
+    /// requests always work.
+    pub domain: Option<String>,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9000))),
+            domain: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -154,6 +175,7 @@ impl Default for Config {
             bootstrap: BootstrapConfig::default(),
             log: "info".into(),
             compute: ComputeConfig::default(),
+            s3: S3Config::default(),
             local_agent: LocalAgentConfig::default(),
             faults: Vec::new(),
         }

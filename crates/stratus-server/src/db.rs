@@ -62,6 +62,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_compute.sql"),
         postgres: include_str!("../migrations/postgres/0003_compute.sql"),
     },
+    Migration {
+        version: 4,
+        name: "object_storage",
+        sqlite: include_str!("../migrations/sqlite/0004_object_storage.sql"),
+        postgres: include_str!("../migrations/postgres/0004_object_storage.sql"),
+    },
 ];
 
 /// Per-connection SQLite settings; only the writer switches the file to WAL.

@@ -14,6 +14,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod ratelimit;
+pub mod s3;
 pub mod secrets;
 pub mod store;
 pub mod validate;
@@ -40,6 +41,9 @@ pub struct Server {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     /// The all-in-one agent, when `local_agent.enabled`.
     agent: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The S3 endpoint's address, when `s3.listen` is set.
+    pub s3_addr: Option<SocketAddr>,
+    s3: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Server {
@@ -53,6 +57,9 @@ impl Server {
                 Err(e) => tracing::warn!(error = %e, "local agent task failed"),
                 Ok(Ok(())) => {}
             }
+        }
+        if let Some(s3) = self.s3 {
+            s3.await??;
         }
         self.task.await??;
         Ok(())
@@ -286,6 +293,20 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         }
     });
     tracing::info!(%addr, database = app.store.db.backend.as_str(), "Stratus control plane listening");
+    let (s3_addr, s3) = match app.config.s3.listen {
+        Some(a) => {
+            let l = TcpListener::bind(a)
+                .await
+                .with_context(|| format!("s3.listen: cannot bind {a}"))?;
+            let addr = l.local_addr()?;
+            tracing::info!(%addr, "S3 endpoint listening");
+            (
+                Some(addr),
+                Some(s3::serve(app.clone(), l, tx.subscribe()).await?),
+            )
+        }
+        None => (None, None),
+    };
     let agent = if app.config.local_agent.enabled {
         Some(start_local_agent(&app, addr, tx.subscribe()).await?)
     } else {
@@ -297,5 +318,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         shutdown: tx,
         task,
         agent,
+        s3_addr,
+        s3,
     })
 }

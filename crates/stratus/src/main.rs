@@ -56,6 +56,9 @@ struct ServeArgs {
     /// Steady requests per second per account; 0 turns rate limiting off.
     #[arg(long, env = "STRATUS_RATE_LIMIT")]
     rate_limit: Option<f64>,
+    /// Address of the S3-compatible object storage endpoint [default 127.0.0.1:9000].
+    #[arg(long, env = "STRATUS_S3_LISTEN")]
+    s3_listen: Option<SocketAddr>,
     /// Do not run the all-in-one host agent in this process (hosts join with `stratus agent`).
     #[arg(long, env = "STRATUS_NO_LOCAL_AGENT")]
     no_local_agent: bool,
@@ -218,6 +221,9 @@ fn load_config(a: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(v) = a.rate_limit {
         cfg.rate_limit.requests_per_second = v;
     }
+    if let Some(l) = a.s3_listen {
+        cfg.s3.listen = Some(l);
+    }
     if a.no_local_agent {
         cfg.local_agent.enabled = false;
     }
@@ -241,6 +247,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .init();
     let server = stratus_server::start(cfg).await?;
     println!("Stratus listening on http://{}", server.addr);
+    if let Some(a) = server.s3_addr {
+        println!("S3 endpoint on http://{a}");
+    }
     server.run_until_signal().await
 }
 

@@ -37,6 +37,8 @@ fn spawn_server_with(
             database,
             "--rate-limit",
             "0",
+            "--s3-listen",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(dir)

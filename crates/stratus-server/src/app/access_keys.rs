@@ -28,11 +28,33 @@ pub async fn access_key_create(
             "you already have {MAX_KEYS_PER_USER} access keys; delete one first"
         )));
     }
+    if let Some(pid) = b.project_id {
+        let (_, chain) = app
+            .project_visible(p, pid)
+            .await
+            .map_err(|_| Error::not_found("project", pid))?;
+        super::require(
+            p,
+            Perm::ResourceWrite,
+            &crate::authz::Target::Project {
+                id: pid,
+                chain: &chain,
+            },
+            "project",
+            pid,
+        )?;
+    }
     let id = new_access_key_id();
     let secret = random_token(30);
     let key = app
         .store
-        .access_key_create(&id, p.user_id, &app.secrets.seal(&secret)?, &b.description)
+        .access_key_create(
+            &id,
+            p.user_id,
+            &app.secrets.seal(&secret)?,
+            &b.description,
+            b.project_id,
+        )
         .await?;
     Ok(AccessKeyCreated {
         access_key: key,

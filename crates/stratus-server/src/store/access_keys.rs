@@ -5,7 +5,8 @@ use uuid::Uuid;
 use super::{col_bool, col_opt_time, col_str, col_time, col_uuid, now_text, Arg, Conds, Store};
 use crate::error::{Error, Result};
 
-const COLS: &str = "id, user_id, secret, description, enabled, created_at, last_used_at";
+const COLS: &str =
+    "id, user_id, project_id, secret, description, enabled, created_at, last_used_at";
 
 #[derive(Debug, Clone)]
 pub struct AccessKeyRow {
@@ -18,6 +19,7 @@ fn key_from_row(row: &AnyRow) -> Result<AccessKeyRow> {
         key: AccessKey {
             id: col_str(row, "id")?,
             user_id: col_uuid(row, "user_id")?,
+            project_id: super::col_opt_uuid(row, "project_id")?,
             description: col_str(row, "description")?,
             enabled: col_bool(row, "enabled")?,
             created_at: col_time(row, "created_at")?,
@@ -34,13 +36,15 @@ impl Store {
         user_id: Uuid,
         secret: &str,
         description: &str,
+        project_id: Option<Uuid>,
     ) -> Result<AccessKey> {
-        sqlx::query("INSERT INTO access_keys (id, user_id, secret, description, enabled, created_at) VALUES ($1, $2, $3, $4, 1, $5)")
+        sqlx::query("INSERT INTO access_keys (id, user_id, secret, description, enabled, created_at, project_id) VALUES ($1, $2, $3, $4, 1, $5, $6)")
             .bind(id)
             .bind(user_id.to_string())
             .bind(secret)
             .bind(description)
             .bind(now_text())
+            .bind(project_id.map(|p| p.to_string()))
             .execute(&self.db.write)
             .await?;
         Ok(self

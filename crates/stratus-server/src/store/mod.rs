@@ -9,6 +9,7 @@ mod grants;
 mod hosts;
 mod images;
 mod instances;
+mod objects;
 mod orgs;
 mod projects;
 mod quotas;
@@ -24,6 +25,10 @@ pub use hosts::Footprint;
 pub use images::{ImageRow, NewImage};
 pub use instances::{
     desired, FlavorSnapshot, InstanceQuery, InstanceRow, NewInstance, Observed, Transition,
+};
+pub use objects::{
+    new_version_id, BucketRow, BucketSetting, Deleted, NewObject, ObjectRow, ObjectSetting,
+    PartRow, UploadRow,
 };
 pub use quotas::QuotaDelta;
 pub use tokens::SessionRow;

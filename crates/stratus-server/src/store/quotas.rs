@@ -274,6 +274,20 @@ impl Store {
         for (pid, n) in self.image_usage().await? {
             counted.insert((pid, QuotaResource::Images.as_str().into()), n);
         }
+        for (pid, objects, bytes, buckets) in self.object_usage().await? {
+            counted.insert(
+                (pid.clone(), QuotaResource::Objects.as_str().into()),
+                objects,
+            );
+            counted.insert(
+                (
+                    pid.clone(),
+                    QuotaResource::ObjectStorageBytes.as_str().into(),
+                ),
+                bytes,
+            );
+            counted.insert((pid, QuotaResource::Buckets.as_str().into()), buckets);
+        }
         for (pid, vdc) in &projects {
             for r in QuotaResource::ALL {
                 let key = (pid.clone(), r.as_str().to_string());

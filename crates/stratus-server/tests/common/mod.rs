@@ -58,6 +58,7 @@ pub fn test_config(dir: &std::path::Path, database: String) -> Config {
     cfg.bootstrap.auditor_password = Some(AUDITOR_PW.into());
     // Tests that need guests start an agent themselves.
     cfg.local_agent.enabled = false;
+    cfg.s3.listen = Some("127.0.0.1:0".parse().unwrap());
     cfg
 }
 
@@ -125,6 +126,7 @@ impl TestServer {
         let url = format!("http://{}", server.addr);
         // Later restarts keep the address, so clients and agents keep working.
         cfg.listen = server.addr;
+        cfg.s3.listen = server.s3_addr;
         TestServer {
             server: Some(server),
             url,

@@ -1,0 +1,153 @@
+//! Object storage with real S3 clients: boto3 and the aws CLI (tests/s3/clients.py) against
+//! the Stratus S3 endpoint, with access keys of two departments.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use stratus_client::Client;
+
+/// A member of `project` with an access key bound to it: (access key, secret).
+async fn key_for(
+    ts: &TestServer,
+    sec: &Client,
+    name: &str,
+    vdc: &str,
+    project: &str,
+) -> (String, String) {
+    let (_, member) = user_with_role(
+        ts,
+        sec,
+        name,
+        Some(vdc),
+        Some(("member", "project", project)),
+    )
+    .await;
+    let k: Value = member
+        .post("/v1/access-keys", &json!({"project_id": project}))
+        .await
+        .unwrap();
+    (
+        k["access_key"]["id"].as_str().unwrap().to_string(),
+        k["secret_access_key"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn run_clients(ts: &TestServer, a: &(String, String), b: &(String, String), args: &[&str]) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/clients.py");
+    let work = ts.dir.join("s3-work");
+    std::fs::create_dir_all(&work).unwrap();
+    // Async: the server runs on this test's runtime and must keep serving meanwhile.
+    let out = tokio::process::Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .env(
+            "STRATUS_S3",
+            format!("http://{}", ts.server.as_ref().unwrap().s3_addr.unwrap()),
+        )
+        .env("AK_A", &a.0)
+        .env("SK_A", &a.1)
+        .env("AK_B", &b.0)
+        .env("SK_B", &b.1)
+        .env("WORK", &work)
+        .output()
+        .await
+        .expect("python3 runs");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "S3 client session failed:\n{text}");
+}
+
+fn usage(q: &Value, resource: &str) -> i64 {
+    q["levels"][0]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["resource"] == resource)
+        .unwrap()["used"]
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn real_s3_clients_run_a_department_session() {
+    let ts = TestServer::start().await;
+    let admin = ts.admin().await;
+    let sec = ts.secadmin().await;
+    let a = tree(&admin, "A").await;
+    let b = tree(&admin, "B").await;
+    let ka = key_for(&ts, &sec, "s3a", &a.child, &a.project).await;
+    let kb = key_for(&ts, &sec, "s3b", &b.child, &b.project).await;
+    run_clients(&ts, &ka, &kb, &[]).await;
+
+    // Usage is counted per project and checks out against the real objects.
+    let q: Value = admin
+        .get(&format!("/v1/projects/{}/quota", a.project), &[])
+        .await
+        .unwrap();
+    assert_eq!(usage(&q, "buckets"), 2);
+    assert!(usage(&q, "objects") > 10);
+    assert!(usage(&q, "object_storage_bytes") > 10 << 20);
+    let qb: Value = admin
+        .get(&format!("/v1/projects/{}/quota", b.project), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (usage(&qb, "buckets"), usage(&qb, "objects")),
+        (0, 0),
+        "project B deleted everything"
+    );
+    let report: Value = admin
+        .get("/v1/system/quota-consistency", &[])
+        .await
+        .unwrap();
+    assert_eq!(report["mismatches"], json!([]), "{report}");
+
+    // An object quota: one more object fits, the next is refused with QuotaExceeded.
+    let n = usage(&q, "objects");
+    let _: Value = admin
+        .put(
+            &format!("/v1/projects/{}/quota", a.project),
+            &json!({"limits": {"objects": n + 1}}),
+        )
+        .await
+        .unwrap();
+    run_clients(&ts, &ka, &kb, &["quota"]).await;
+
+    // Deleted and replaced objects leave no data files behind.
+    let files = walk(&ts.dir.join("objects").join("blobs"));
+    let q: Value = admin
+        .get(&format!("/v1/projects/{}/quota", a.project), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        files as i64,
+        usage(&q, "objects") - delete_markers(&ts).await
+    );
+    ts.stop().await;
+}
+
+fn walk(dir: &std::path::Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| {
+            if e.path().is_dir() {
+                walk(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+async fn delete_markers(ts: &TestServer) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM objects WHERE delete_marker = 1")
+        .fetch_one(&ts.server.as_ref().unwrap().app.store.db.read)
+        .await
+        .unwrap()
+}

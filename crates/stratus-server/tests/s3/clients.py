@@ -1,0 +1,230 @@
+"""Real S3 clients against the Stratus S3 endpoint: boto3 for a full session, the aws CLI
+for the everyday commands. Run by tests/s3.rs with the endpoint and keys in the environment:
+STRATUS_S3 (URL), AK_A/SK_A (project A's key), AK_B/SK_B (project B's key), WORK (scratch dir).
+Every check asserts what a user would notice; the first failure raises."""
+import hashlib, io, json, os, subprocess, sys, time, urllib.request, urllib.error
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+ENDPOINT = os.environ["STRATUS_S3"]
+WORK = os.environ["WORK"]
+
+
+def client(ak, sk, **cfg):
+    return boto3.client(
+        "s3",
+        endpoint_url=ENDPOINT,
+        aws_access_key_id=ak,
+        aws_secret_access_key=sk,
+        region_name="gd-1",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, **cfg),
+    )
+
+
+A = client(os.environ["AK_A"], os.environ["SK_A"])
+B = client(os.environ["AK_B"], os.environ["SK_B"])
+
+
+def error_code(fn, *args, **kw):
+    try:
+        fn(*args, **kw)
+    except ClientError as e:
+        return e.response["Error"]["Code"]
+    raise AssertionError(f"{fn.__name__} succeeded; an error was expected")
+
+
+def step(name):
+    print(f"-- {name}", flush=True)
+
+
+if sys.argv[1:] == ["quota"]:
+    # Run after the test set project A's object quota to what it holds plus one.
+    A.put_object(Bucket="dept-a", Key="quota/one", Body=b"1")
+    assert error_code(A.put_object, Bucket="dept-a", Key="quota/two", Body=b"2") == "QuotaExceeded"
+    assert error_code(A.head_object, Bucket="dept-a", Key="quota/two") in ("404", "NoSuchKey")
+    print("quota checks passed")
+    sys.exit(0)
+
+step("buckets: create, head, list, location, names")
+A.create_bucket(Bucket="dept-a", CreateBucketConfiguration={"LocationConstraint": "gd-1"})
+A.head_bucket(Bucket="dept-a")
+assert [b["Name"] for b in A.list_buckets()["Buckets"]] == ["dept-a"]
+assert A.get_bucket_location(Bucket="dept-a")["LocationConstraint"] == "gd-1"
+assert error_code(A.create_bucket, Bucket="dept-a") == "BucketAlreadyOwnedByYou"
+assert error_code(B.create_bucket, Bucket="dept-a") == "BucketAlreadyExists"
+assert error_code(A.create_bucket, Bucket="Bad_Name") == "InvalidBucketName"
+B.create_bucket(Bucket="dept-b")
+assert [b["Name"] for b in B.list_buckets()["Buckets"]] == ["dept-b"]
+
+step("objects: put with metadata and MD5, get, range, head, conditional")
+body = b"hello, government cloud\n" * 1000
+md5 = hashlib.md5(body).hexdigest()
+import base64
+r = A.put_object(
+    Bucket="dept-a", Key="docs/readme.txt", Body=body, ContentType="text/plain",
+    Metadata={"owner": "zhangsan"}, ContentMD5=base64.b64encode(hashlib.md5(body).digest()).decode(),
+)
+assert r["ETag"] == f'"{md5}"', r["ETag"]
+g = A.get_object(Bucket="dept-a", Key="docs/readme.txt")
+assert g["Body"].read() == body
+assert g["ContentType"] == "text/plain" and g["Metadata"] == {"owner": "zhangsan"}
+assert A.get_object(Bucket="dept-a", Key="docs/readme.txt", Range="bytes=7-22")["Body"].read() == body[7:23]
+assert A.get_object(Bucket="dept-a", Key="docs/readme.txt", Range="bytes=-5")["Body"].read() == body[-5:]
+h = A.head_object(Bucket="dept-a", Key="docs/readme.txt")
+assert h["ContentLength"] == len(body)
+assert error_code(A.get_object, Bucket="dept-a", Key="docs/readme.txt", IfNoneMatch=f'"{md5}"') in ("304", "NotModified")
+assert error_code(A.get_object, Bucket="dept-a", Key="docs/readme.txt", IfMatch='"nope"') == "PreconditionFailed"
+assert error_code(A.get_object, Bucket="dept-a", Key="missing") == "NoSuchKey"
+
+step("integrity: a wrong Content-MD5 or checksum stores nothing")
+bad_md5 = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+assert error_code(A.put_object, Bucket="dept-a", Key="bad", Body=b"data", ContentMD5=bad_md5) == "BadDigest"
+assert error_code(A.head_object, Bucket="dept-a", Key="bad") in ("404", "NoSuchKey")
+# (CRC32C needs awscrt on the client; CRC32 and SHA256 are plain botocore.)
+r = A.put_object(Bucket="dept-a", Key="summed", Body=b"123456789", ChecksumAlgorithm="CRC32")
+assert r["ChecksumCRC32"] == "y/Q5Jg==", r
+g = A.get_object(Bucket="dept-a", Key="summed", ChecksumMode="ENABLED")
+assert g["ChecksumCRC32"] == "y/Q5Jg==" and g["Body"].read() == b"123456789"
+assert error_code(A.put_object, Bucket="dept-a", Key="bad2", Body=b"abc",
+                  ChecksumSHA256=base64.b64encode(hashlib.sha256(b"abd").digest()).decode()) == "BadDigest"
+
+step("copy with metadata directive")
+A.copy_object(Bucket="dept-a", Key="docs/copy.txt", CopySource={"Bucket": "dept-a", "Key": "docs/readme.txt"})
+assert A.head_object(Bucket="dept-a", Key="docs/copy.txt")["Metadata"] == {"owner": "zhangsan"}
+A.copy_object(Bucket="dept-a", Key="docs/copy2.txt", CopySource="dept-a/docs/readme.txt",
+              MetadataDirective="REPLACE", Metadata={"owner": "lisi"}, ContentType="text/markdown")
+h = A.head_object(Bucket="dept-a", Key="docs/copy2.txt")
+assert h["Metadata"] == {"owner": "lisi"} and h["ContentType"] == "text/markdown"
+
+step("listing: prefix, delimiter, paging")
+for i in range(25):
+    A.put_object(Bucket="dept-a", Key=f"logs/2026/{i:02}.log", Body=b"x" * i)
+A.put_object(Bucket="dept-a", Key="logs/2027/01.log", Body=b"y")
+top = A.list_objects_v2(Bucket="dept-a", Delimiter="/")
+assert [p["Prefix"] for p in top["CommonPrefixes"]] == ["docs/", "logs/"], top.get("CommonPrefixes")
+assert [o["Key"] for o in top["Contents"]] == ["summed"]
+years = A.list_objects_v2(Bucket="dept-a", Prefix="logs/", Delimiter="/")
+assert [p["Prefix"] for p in years["CommonPrefixes"]] == ["logs/2026/", "logs/2027/"]
+keys, token = [], None
+while True:
+    kw = {"ContinuationToken": token} if token else {}
+    page = A.list_objects_v2(Bucket="dept-a", Prefix="logs/2026/", MaxKeys=7, **kw)
+    keys += [o["Key"] for o in page.get("Contents", [])]
+    if not page["IsTruncated"]:
+        break
+    token = page["NextContinuationToken"]
+assert keys == [f"logs/2026/{i:02}.log" for i in range(25)], keys
+v1 = A.list_objects(Bucket="dept-a", Prefix="logs/", Delimiter="/", MaxKeys=1)
+assert v1["IsTruncated"] and v1["NextMarker"] == "logs/2026/"
+v1b = A.list_objects(Bucket="dept-a", Prefix="logs/", Delimiter="/", Marker=v1["NextMarker"])
+assert [p["Prefix"] for p in v1b["CommonPrefixes"]] == ["logs/2027/"]
+assert A.list_objects_v2(Bucket="dept-a", StartAfter="logs/2026/23.log", Prefix="logs/")["KeyCount"] == 2
+
+step("batch delete")
+res = A.delete_objects(Bucket="dept-a", Delete={"Objects": [{"Key": f"logs/2026/{i:02}.log"} for i in range(10)]})
+assert len(res["Deleted"]) == 10
+assert A.list_objects_v2(Bucket="dept-a", Prefix="logs/2026/")["KeyCount"] == 15
+
+step("multipart: upload, list parts, complete (ETag md5-of-md5s-N), too-small part, wrong order")
+part = 5 * 1024 * 1024
+data = os.urandom(part * 2 + 12345)
+mp = A.create_multipart_upload(Bucket="dept-a", Key="big/blob.bin", ContentType="application/x-test")
+uid = mp["UploadId"]
+etags = []
+for n, off in enumerate(range(0, len(data), part), start=1):
+    etags.append(A.upload_part(Bucket="dept-a", Key="big/blob.bin", UploadId=uid, PartNumber=n, Body=data[off:off + part])["ETag"])
+assert [p["PartNumber"] for p in A.list_parts(Bucket="dept-a", Key="big/blob.bin", UploadId=uid)["Parts"]] == [1, 2, 3]
+assert [u["UploadId"] for u in A.list_multipart_uploads(Bucket="dept-a")["Uploads"]] == [uid]
+wrong = [{"PartNumber": 2, "ETag": etags[1]}, {"PartNumber": 1, "ETag": etags[0]}]
+assert error_code(A.complete_multipart_upload, Bucket="dept-a", Key="big/blob.bin", UploadId=uid,
+                  MultipartUpload={"Parts": wrong}) == "InvalidPartOrder"
+bad_etag = [{"PartNumber": 1, "ETag": '"00000000000000000000000000000000"'}]
+assert error_code(A.complete_multipart_upload, Bucket="dept-a", Key="big/blob.bin", UploadId=uid,
+                  MultipartUpload={"Parts": bad_etag}) == "InvalidPart"
+done = A.complete_multipart_upload(Bucket="dept-a", Key="big/blob.bin", UploadId=uid,
+                                   MultipartUpload={"Parts": [{"PartNumber": i + 1, "ETag": e} for i, e in enumerate(etags)]})
+digests = b"".join(hashlib.md5(data[o:o + part]).digest() for o in range(0, len(data), part))
+assert done["ETag"] == f'"{hashlib.md5(digests).hexdigest()}-3"', done["ETag"]
+got = A.get_object(Bucket="dept-a", Key="big/blob.bin")
+assert got["Body"].read() == data and got["ContentType"] == "application/x-test"
+small = A.create_multipart_upload(Bucket="dept-a", Key="small")["UploadId"]
+e1 = A.upload_part(Bucket="dept-a", Key="small", UploadId=small, PartNumber=1, Body=b"a" * 100)["ETag"]
+e2 = A.upload_part(Bucket="dept-a", Key="small", UploadId=small, PartNumber=2, Body=b"b" * 100)["ETag"]
+assert error_code(A.complete_multipart_upload, Bucket="dept-a", Key="small", UploadId=small,
+                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]}) == "EntityTooSmall"
+A.abort_multipart_upload(Bucket="dept-a", Key="small", UploadId=small)
+assert error_code(A.list_parts, Bucket="dept-a", Key="small", UploadId=small) == "NoSuchUpload"
+
+step("versioning: ids, get by version, delete markers, list versions")
+A.create_bucket(Bucket="dept-a-archive")
+A.put_bucket_versioning(Bucket="dept-a-archive", VersioningConfiguration={"Status": "Enabled"})
+assert A.get_bucket_versioning(Bucket="dept-a-archive")["Status"] == "Enabled"
+v1 = A.put_object(Bucket="dept-a-archive", Key="policy.doc", Body=b"v1")["VersionId"]
+v2 = A.put_object(Bucket="dept-a-archive", Key="policy.doc", Body=b"v2")["VersionId"]
+assert v1 != v2
+assert A.get_object(Bucket="dept-a-archive", Key="policy.doc")["Body"].read() == b"v2"
+assert A.get_object(Bucket="dept-a-archive", Key="policy.doc", VersionId=v1)["Body"].read() == b"v1"
+d = A.delete_object(Bucket="dept-a-archive", Key="policy.doc")
+assert d["DeleteMarker"] is True
+assert error_code(A.get_object, Bucket="dept-a-archive", Key="policy.doc") == "NoSuchKey"
+vs = A.list_object_versions(Bucket="dept-a-archive")
+assert [v["VersionId"] for v in vs["Versions"]] == [v2, v1]
+assert len(vs["DeleteMarkers"]) == 1 and vs["DeleteMarkers"][0]["IsLatest"]
+A.delete_object(Bucket="dept-a-archive", Key="policy.doc", VersionId=d["VersionId"])
+assert A.get_object(Bucket="dept-a-archive", Key="policy.doc")["Body"].read() == b"v2"
+
+step("presigned GET, and an expired one")
+url = A.generate_presigned_url("get_object", Params={"Bucket": "dept-a", "Key": "docs/readme.txt"}, ExpiresIn=60)
+assert urllib.request.urlopen(url).read() == body
+url = A.generate_presigned_url("get_object", Params={"Bucket": "dept-a", "Key": "docs/readme.txt"}, ExpiresIn=1)
+time.sleep(2)
+try:
+    urllib.request.urlopen(url)
+    raise AssertionError("an expired presigned URL worked")
+except urllib.error.HTTPError as e:
+    assert e.code == 403, e.code
+
+step("tenants: project B's key cannot read, write or list project A's bucket")
+assert error_code(B.list_objects_v2, Bucket="dept-a") == "AccessDenied"
+assert error_code(B.get_object, Bucket="dept-a", Key="docs/readme.txt") == "AccessDenied"
+assert error_code(B.put_object, Bucket="dept-a", Key="x", Body=b"x") == "AccessDenied"
+assert error_code(B.delete_bucket, Bucket="dept-a") == "AccessDenied"
+bad = client(os.environ["AK_A"], "wrong-secret")
+assert error_code(bad.list_buckets) == "SignatureDoesNotMatch"
+anon = boto3.client("s3", endpoint_url=ENDPOINT, region_name="gd-1",
+                    config=Config(signature_version=__import__("botocore").UNSIGNED, s3={"addressing_style": "path"}))
+assert error_code(anon.get_object, Bucket="dept-a", Key="docs/readme.txt") == "AccessDenied"
+
+step("delete: a bucket with objects is refused")
+assert error_code(A.delete_bucket, Bucket="dept-a") == "BucketNotEmpty"
+B.put_object(Bucket="dept-b", Key="only", Body=b"1")
+B.delete_object(Bucket="dept-b", Key="only")
+B.delete_bucket(Bucket="dept-b")
+assert error_code(B.head_bucket, Bucket="dept-b") in ("404", "NoSuchBucket")
+
+step("aws CLI: cp, ls, sync, rm")
+env = dict(os.environ, AWS_ACCESS_KEY_ID=os.environ["AK_A"], AWS_SECRET_ACCESS_KEY=os.environ["SK_A"],
+           AWS_DEFAULT_REGION="gd-1", AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+def aws(*args):
+    out = subprocess.run(["aws", "--endpoint-url", ENDPOINT, "s3", *args], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+src = os.path.join(WORK, "cli")
+os.makedirs(os.path.join(src, "sub"), exist_ok=True)
+for n in ("a.txt", "b.txt", "sub/c.txt"):
+    with open(os.path.join(src, n), "w") as f:
+        f.write(n * 100)
+big = os.path.join(WORK, "big.bin")
+with open(big, "wb") as f:
+    f.write(os.urandom(20 * 1024 * 1024))
+aws("cp", big, "s3://dept-a/cli/big.bin")
+aws("sync", src, "s3://dept-a/cli/tree")
+listing = aws("ls", "s3://dept-a/cli/", "--recursive")
+assert "cli/tree/sub/c.txt" in listing and "cli/big.bin" in listing, listing
+aws("cp", "s3://dept-a/cli/big.bin", os.path.join(WORK, "back.bin"))
+assert open(big, "rb").read() == open(os.path.join(WORK, "back.bin"), "rb").read()
+aws("rm", "s3://dept-a/cli/", "--recursive")
+assert "cli/" not in aws("ls", "s3://dept-a/")
+print("all S3 client checks passed")
