@@ -368,7 +368,7 @@ impl Store {
     ) -> Result<Vec<ObjectRow>> {
         let rows = sqlx::query(&format!(
             "SELECT {OBJECT_COLS} FROM objects WHERE bucket_id = $1 AND is_latest = 1 AND delete_marker = 0 \
-             AND key > $2 AND key >= $3 AND substr(key, 1, $4) = $3 ORDER BY key LIMIT $5"
+             AND key > $2 AND key >= $3 AND substr(key, 1, CAST($4 AS INTEGER)) = $3 ORDER BY key LIMIT $5"
         ))
         .bind(bucket.to_string())
         .bind(after)
@@ -390,7 +390,7 @@ impl Store {
     ) -> Result<Vec<ObjectRow>> {
         let rows = sqlx::query(&format!(
             "SELECT {OBJECT_COLS} FROM objects WHERE bucket_id = $1 AND key >= $2 AND key >= $3 \
-             AND substr(key, 1, $4) = $3 ORDER BY key, last_modified DESC, version_id DESC LIMIT $5"
+             AND substr(key, 1, CAST($4 AS INTEGER)) = $3 ORDER BY key, last_modified DESC, version_id DESC LIMIT $5"
         ))
         .bind(bucket.to_string())
         .bind(after_key)
@@ -501,7 +501,7 @@ impl Store {
     ) -> Result<Vec<UploadRow>> {
         let rows = sqlx::query(
             "SELECT id, bucket_id, key, headers, acl, checksum_algorithm, created_by, initiated_at \
-             FROM multipart_uploads WHERE bucket_id = $1 AND substr(key, 1, $2) = $3 \
+             FROM multipart_uploads WHERE bucket_id = $1 AND substr(key, 1, CAST($2 AS INTEGER)) = $3 \
              ORDER BY key, initiated_at LIMIT $4",
         )
         .bind(bucket.to_string())

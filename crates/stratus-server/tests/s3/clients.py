@@ -35,8 +35,11 @@ def error_code(fn, *args, **kw):
     raise AssertionError(f"{fn.__name__} succeeded; an error was expected")
 
 
+T0 = time.time()
+
+
 def step(name):
-    print(f"-- {name}", flush=True)
+    print(f"-- {time.time() - T0:6.1f}s {name}", flush=True)
 
 
 if sys.argv[1:] == ["quota"]:
