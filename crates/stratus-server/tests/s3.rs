@@ -59,6 +59,7 @@ async fn run_clients(ts: &TestServer, a: &(String, String), b: &(String, String)
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "S3 client session failed:\n{text}");
+    eprintln!("{text}");
 }
 
 fn usage(q: &Value, resource: &str) -> i64 {

@@ -19,6 +19,9 @@ use tokio::net::TcpListener;
 
 use crate::app::AppRef;
 
+/// Bodies up to this size are read before the operation runs (see [`serve`]).
+const SMALL_BODY: usize = 1 << 20;
+
 /// Start the S3 endpoint on `listener`; stops when `stop` turns true.
 pub async fn serve(
     app: AppRef,
@@ -48,8 +51,44 @@ pub async fn serve(
         let s3 = s3.clone();
         async move {
             use axum::response::IntoResponse;
+            // Small bodies are read whole first, so the connection is always left at a
+            // request boundary: an operation that answers without reading its body (an
+            // empty aws-chunked upload still carries its chunk trailer) would otherwise
+            // leave bytes that the next request on the connection trips over.
+            let small = req
+                .headers()
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+                .is_some_and(|n| n <= SMALL_BODY);
+            // An empty body announced with `Expect: 100-continue` leaves hyper and the client
+            // disagreeing about whether a 100 Continue is still due, and the next request
+            // on that connection stalls (seen with boto3's empty PUTs): close it instead.
+            let close = req.headers().contains_key(axum::http::header::EXPECT)
+                && req
+                    .headers()
+                    .get(axum::http::header::CONTENT_LENGTH)
+                    .is_some_and(|v| v == "0");
+            let req = if small {
+                let (parts, body) = req.into_parts();
+                match axum::body::to_bytes(body, SMALL_BODY).await {
+                    Ok(b) => axum::extract::Request::from_parts(parts, axum::body::Body::from(b)),
+                    Err(_) => return axum::http::StatusCode::BAD_REQUEST.into_response(),
+                }
+            } else {
+                req
+            };
             match tower::ServiceExt::oneshot(s3, req).await {
-                Ok(resp) => resp.map(axum::body::Body::new).into_response(),
+                Ok(resp) => {
+                    let mut resp = resp.map(axum::body::Body::new).into_response();
+                    if close {
+                        resp.headers_mut().insert(
+                            axum::http::header::CONNECTION,
+                            axum::http::HeaderValue::from_static("close"),
+                        );
+                    }
+                    resp
+                }
                 Err(e) => {
                     tracing::error!(error = ?e, "S3 request failed");
                     axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
