@@ -54,6 +54,8 @@ pub struct S3Config {
     /// Base domain for virtual-host-style addressing (`<bucket>.<domain>`); path-style
     /// requests always work.
     pub domain: Option<String>,
+    /// How often bucket lifecycle rules are applied, in seconds.
+    pub lifecycle_interval_secs: u64,
 }
 
 impl Default for S3Config {
@@ -61,6 +63,7 @@ impl Default for S3Config {
         S3Config {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 9000))),
             domain: None,
+            lifecycle_interval_secs: 3600,
         }
     }
 }

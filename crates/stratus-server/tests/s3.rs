@@ -50,6 +50,7 @@ async fn run_clients(ts: &TestServer, a: &(String, String), b: &(String, String)
         .env("AK_B", &b.0)
         .env("SK_B", &b.1)
         .env("WORK", &work)
+        .env("USER_B", "s3b")
         .output()
         .await
         .expect("python3 runs");
@@ -106,6 +107,32 @@ async fn real_s3_clients_run_a_department_session() {
         .await
         .unwrap();
     assert_eq!(report["mismatches"], json!([]), "{report}");
+
+    // Lifecycle rules, applied by the worker with a clock 31 days ahead.
+    run_clients(&ts, &ka, &kb, &["lifecycle-setup"]).await;
+    let app = ts.server.as_ref().unwrap().app.clone();
+    let blobs = stratus_server::s3::storage::FsBlobStore::open(ts.dir.join("objects")).unwrap();
+    let applied = stratus_server::s3::lifecycle::run_once(
+        &app,
+        &blobs,
+        chrono::Utc::now() + chrono::Duration::days(31),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            applied.expired,
+            applied.noncurrent_removed,
+            applied.uploads_aborted
+        ),
+        (1, 1, 1),
+        "{applied:?}"
+    );
+    run_clients(&ts, &ka, &kb, &["lifecycle-check"]).await;
+    let q: Value = admin
+        .get(&format!("/v1/projects/{}/quota", a.project), &[])
+        .await
+        .unwrap();
 
     // An object quota: one more object fits, the next is refused with QuotaExceeded.
     let n = usage(&q, "objects");

@@ -231,7 +231,9 @@ impl Access {
             return Ok(());
         }
         // 3. ACLs: the object's for object reads and ACL reads/writes, the bucket's otherwise.
-        let on_object = key.is_some() && !op.starts_with("Put") && op != "DeleteObject";
+        // Object reads and object ACL changes consult the object's ACL; writes into the
+        // bucket and multipart bookkeeping consult the bucket's.
+        let on_object = key.is_some() && ((reads(op) && op != "ListParts") || op == "PutObjectAcl");
         if let Some(need) = policy::acl_permission_for_action(action, on_object) {
             let acl_text = if on_object {
                 match key {

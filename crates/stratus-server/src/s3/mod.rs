@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod lifecycle;
 pub mod policy;
 pub mod service;
 pub mod storage;
@@ -37,6 +38,12 @@ pub async fn serve(
             tracing::info!(swept, "removed unfinished uploads left by a crash");
         }
     }
+    lifecycle::spawn_worker(
+        app.clone(),
+        blobs.clone(),
+        std::time::Duration::from_secs(app.config.s3.lifecycle_interval_secs.max(1)),
+        stop.clone(),
+    );
     let obs = service::Obs::new(app.clone(), blobs.clone());
     obs.collect_garbage().await;
     let mut builder = s3s::service::S3ServiceBuilder::new(obs);

@@ -15,11 +15,14 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::access::{owner_can, Caller};
+use super::policy;
 use super::storage::{self, BlobId, BlobStore, Expect, FsBlobStore, StorageError, Written};
 use crate::app::AppRef;
 use crate::authz::{Perm, Target};
 use crate::error::Error;
-use crate::store::{BucketRow, BucketSetting, NewObject, ObjectRow, PartRow, UploadRow};
+use crate::store::{
+    BucketRow, BucketSetting, NewObject, ObjectRow, ObjectSetting, PartRow, UploadRow,
+};
 
 /// S3's limits (spec 5.2.2.2 (7): objects up to 5 TiB; (9): up to 10,000 parts).
 pub const MAX_OBJECT: u64 = 5 << 40;
@@ -228,28 +231,7 @@ impl Obs {
 
     /// Remove blobs whose rows are gone (after commits, and at start after a crash).
     pub async fn collect_garbage(&self) {
-        loop {
-            let batch = match self.app.store.blob_garbage(500).await {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the blob garbage queue");
-                    return;
-                }
-            };
-            if batch.is_empty() {
-                return;
-            }
-            for b in batch {
-                if let Err(e) = self.blobs.delete(&BlobId(b.clone())).await {
-                    tracing::warn!(error = %e, blob = b, "cannot remove a blob");
-                    return;
-                }
-                if let Err(e) = self.app.store.blob_forget(&b).await {
-                    tracing::warn!(error = %e, "cannot dequeue a removed blob");
-                    return;
-                }
-            }
-        }
+        collect_garbage(&self.app, &self.blobs).await
     }
 
     async fn bucket(&self, name: &str) -> S3Result<(BucketRow, Vec<Uuid>)> {
@@ -314,6 +296,33 @@ impl Obs {
             Some(r) => Ok(r),
             None if version.is_some() => Err(s3_error!(NoSuchVersion)),
             None => Err(s3_error!(NoSuchKey)),
+        }
+    }
+}
+
+/// Remove blobs whose rows are gone: queued in the transaction that let go of them, removed
+/// after it committed (so a crash in between leaks nothing: the queue survives).
+pub async fn collect_garbage(app: &AppRef, blobs: &FsBlobStore) {
+    loop {
+        let batch = match app.store.blob_garbage(500).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the blob garbage queue");
+                return;
+            }
+        };
+        if batch.is_empty() {
+            return;
+        }
+        for b in batch {
+            if let Err(e) = blobs.delete(&BlobId(b.clone())).await {
+                tracing::warn!(error = %e, blob = b, "cannot remove a blob");
+                return;
+            }
+            if let Err(e) = app.store.blob_forget(&b).await {
+                tracing::warn!(error = %e, "cannot dequeue a removed blob");
+                return;
+            }
         }
     }
 }
@@ -1102,6 +1111,178 @@ impl S3 for Obs {
         }))
     }
 
+    // ------------------------------------------------------------ policies and ACLs
+
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+        let (b, _) = self.bucket(&req.input.bucket).await?;
+        if let Err(e) = policy::parse_policy(&req.input.policy, &b.name) {
+            return Err(S3Error::with_message(
+                S3ErrorCode::MalformedPolicy,
+                e.to_string(),
+            ));
+        }
+        self.app
+            .store
+            .bucket_set(b.id, BucketSetting::Policy, Some(&req.input.policy))
+            .await
+            .map_err(internal)?;
+        Ok(S3Response::new(PutBucketPolicyOutput {}))
+    }
+
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        let (b, _) = self.bucket(&req.input.bucket).await?;
+        let policy = b.policy.ok_or_else(|| s3_error!(NoSuchBucketPolicy))?;
+        Ok(S3Response::new(GetBucketPolicyOutput {
+            policy: Some(policy),
+        }))
+    }
+
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        let (b, _) = self.bucket(&req.input.bucket).await?;
+        self.app
+            .store
+            .bucket_set(b.id, BucketSetting::Policy, None)
+            .await
+            .map_err(internal)?;
+        Ok(S3Response::new(DeleteBucketPolicyOutput {}))
+    }
+
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
+        let i = req.input;
+        let (b, _) = self.bucket(&i.bucket).await?;
+        let acl = acl_from_request(
+            i.acl.as_ref().map(|a| a.as_str()),
+            [
+                i.grant_read.as_deref(),
+                i.grant_write.as_deref(),
+                i.grant_read_acp.as_deref(),
+                i.grant_write_acp.as_deref(),
+                i.grant_full_control.as_deref(),
+            ],
+            i.access_control_policy.is_some(),
+        )?;
+        self.app
+            .store
+            .bucket_set(b.id, BucketSetting::Acl, Some(&acl))
+            .await
+            .map_err(internal)?;
+        Ok(S3Response::new(PutBucketAclOutput {}))
+    }
+
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
+        let (b, _) = self.bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketAclOutput {
+            grants: Some(grants_of(&b.acl)),
+            owner: Some(owner_of(&b)),
+        }))
+    }
+
+    async fn put_object_acl(
+        &self,
+        req: S3Request<PutObjectAclInput>,
+    ) -> S3Result<S3Response<PutObjectAclOutput>> {
+        let i = req.input;
+        let (b, _) = self.bucket(&i.bucket).await?;
+        let o = self.object(&b, &i.key, i.version_id.as_deref()).await?;
+        let acl = acl_from_request(
+            i.acl.as_ref().map(|a| a.as_str()),
+            [
+                i.grant_read.as_deref(),
+                i.grant_write.as_deref(),
+                i.grant_read_acp.as_deref(),
+                i.grant_write_acp.as_deref(),
+                i.grant_full_control.as_deref(),
+            ],
+            i.access_control_policy.is_some(),
+        )?;
+        self.app
+            .store
+            .object_set(o.id, ObjectSetting::Acl, &acl)
+            .await
+            .map_err(internal)?;
+        Ok(S3Response::new(PutObjectAclOutput::default()))
+    }
+
+    async fn get_object_acl(
+        &self,
+        req: S3Request<GetObjectAclInput>,
+    ) -> S3Result<S3Response<GetObjectAclOutput>> {
+        let i = req.input;
+        let (b, _) = self.bucket(&i.bucket).await?;
+        let o = self.object(&b, &i.key, i.version_id.as_deref()).await?;
+        Ok(S3Response::new(GetObjectAclOutput {
+            grants: Some(grants_of(&o.acl)),
+            owner: Some(owner_of(&b)),
+            ..Default::default()
+        }))
+    }
+
+    // ------------------------------------------------------------ lifecycle
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        let i = req.input;
+        let (b, _) = self.bucket(&i.bucket).await?;
+        let config = i
+            .lifecycle_configuration
+            .ok_or_else(|| s3_error!(MalformedXML, "LifecycleConfiguration is required"))?;
+        let rules = super::lifecycle::rules_from_dto(&config.rules)?;
+        let text = serde_json::to_string(&rules).map_err(internal)?;
+        self.app
+            .store
+            .bucket_set(b.id, BucketSetting::Lifecycle, Some(&text))
+            .await
+            .map_err(internal)?;
+        Ok(S3Response::new(
+            PutBucketLifecycleConfigurationOutput::default(),
+        ))
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        let (b, _) = self.bucket(&req.input.bucket).await?;
+        let text = b
+            .lifecycle
+            .ok_or_else(|| s3_error!(NoSuchLifecycleConfiguration))?;
+        let rules: Vec<super::lifecycle::Rule> = serde_json::from_str(&text).map_err(internal)?;
+        Ok(S3Response::new(GetBucketLifecycleConfigurationOutput {
+            rules: Some(rules.iter().map(super::lifecycle::Rule::to_dto).collect()),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        let (b, _) = self.bucket(&req.input.bucket).await?;
+        self.app
+            .store
+            .bucket_set(b.id, BucketSetting::Lifecycle, None)
+            .await
+            .map_err(internal)?;
+        Ok(S3Response::new(DeleteBucketLifecycleOutput {}))
+    }
+
     // ------------------------------------------------------------ multipart
 
     async fn create_multipart_upload(
@@ -1522,4 +1703,84 @@ fn decode_token(t: &str) -> S3Result<String> {
                 "The continuation token provided is incorrect"
             )
         })
+}
+
+/// The stored ACL (JSON) from a canned ACL or grant headers; XML bodies are not supported.
+fn acl_from_request(
+    canned: Option<&str>,
+    grants: [Option<&str>; 5],
+    xml: bool,
+) -> S3Result<String> {
+    if xml {
+        return Err(s3_error!(
+            NotImplemented,
+            "set ACLs with x-amz-acl or x-amz-grant-* headers; AccessControlPolicy bodies are not supported"
+        ));
+    }
+    let acl = match canned {
+        Some(c) => policy::Acl::canned(
+            c.parse::<policy::CannedAcl>()
+                .map_err(|_| s3_error!(InvalidArgument, "unknown canned ACL {c}"))?,
+        ),
+        None => {
+            let [read, write, read_acp, write_acp, full] = grants;
+            policy::Acl::from_grant_headers(read, write, read_acp, write_acp, full)
+                .map_err(|e| s3_error!(InvalidArgument, "{e}"))?
+        }
+    };
+    serde_json::to_string(&acl).map_err(internal)
+}
+
+fn owner_of(b: &BucketRow) -> Owner {
+    Owner {
+        display_name: Some(format!("project {}", b.project_id)),
+        id: Some(format!("arn:aws:iam::{}:root", b.project_id)),
+    }
+}
+
+/// S3's view of a stored ACL (the owner's full control first, as S3 lists it).
+fn grants_of(acl: &str) -> Vec<Grant> {
+    let acl: policy::Acl = serde_json::from_str(acl).unwrap_or_default();
+    let mut out = vec![Grant {
+        grantee: Some(Grantee {
+            display_name: Some("owner".into()),
+            email_address: None,
+            id: Some("owner".into()),
+            type_: Type::from_static(Type::CANONICAL_USER),
+            uri: None,
+        }),
+        permission: Some(Permission::from_static(Permission::FULL_CONTROL)),
+    }];
+    for (who, perm) in &acl.grants {
+        let (id, uri, ty) = match who {
+            policy::Grantee::Owner => continue,
+            policy::Grantee::Project(p) => (
+                Some(format!("arn:aws:iam::{p}:root")),
+                None,
+                Type::CANONICAL_USER,
+            ),
+            policy::Grantee::User(u) => (Some(u.clone()), None, Type::CANONICAL_USER),
+            policy::Grantee::AllUsers => (
+                None,
+                Some("http://acs.amazonaws.com/groups/global/AllUsers".to_string()),
+                Type::GROUP,
+            ),
+            policy::Grantee::AuthenticatedUsers => (
+                None,
+                Some("http://acs.amazonaws.com/groups/global/AuthenticatedUsers".to_string()),
+                Type::GROUP,
+            ),
+        };
+        out.push(Grant {
+            grantee: Some(Grantee {
+                display_name: None,
+                email_address: None,
+                id,
+                type_: Type::from_static(ty),
+                uri,
+            }),
+            permission: Some(Permission::from(perm.as_str().to_string())),
+        });
+    }
+    out
 }

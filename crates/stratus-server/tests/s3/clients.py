@@ -42,6 +42,36 @@ def step(name):
     print(f"-- {time.time() - T0:6.1f}s {name}", flush=True)
 
 
+if sys.argv[1:] == ["lifecycle-setup"]:
+    A.create_bucket(Bucket="dept-a-logs")
+    A.put_object(Bucket="dept-a-logs", Key="tmp/a.log", Body=b"1")
+    A.put_object(Bucket="dept-a-logs", Key="keep/b.log", Body=b"2")
+    A.create_multipart_upload(Bucket="dept-a-logs", Key="tmp/unfinished")
+    A.put_bucket_lifecycle_configuration(Bucket="dept-a-logs", LifecycleConfiguration={"Rules": [
+        {"ID": "expire-tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 30},
+         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}}]})
+    rules = A.get_bucket_lifecycle_configuration(Bucket="dept-a-logs")["Rules"]
+    assert rules[0]["ID"] == "expire-tmp" and rules[0]["Expiration"]["Days"] == 30, rules
+    A.put_bucket_lifecycle_configuration(Bucket="dept-a-archive", LifecycleConfiguration={"Rules": [
+        {"ID": "old-versions", "Status": "Enabled", "Filter": {"Prefix": ""},
+         "NoncurrentVersionExpiration": {"NoncurrentDays": 10}}]})
+    assert error_code(A.put_bucket_lifecycle_configuration, Bucket="dept-a-logs", LifecycleConfiguration={"Rules": [
+        {"ID": "nothing", "Status": "Enabled", "Filter": {"Prefix": "x/"}}]}) == "InvalidRequest"
+    assert len(A.list_object_versions(Bucket="dept-a-archive", Prefix="policy.doc")["Versions"]) == 2
+    print("lifecycle set up")
+    sys.exit(0)
+
+if sys.argv[1:] == ["lifecycle-check"]:
+    # Run after the test applied the rules with a clock 31 days ahead.
+    assert error_code(A.head_object, Bucket="dept-a-logs", Key="tmp/a.log") in ("404", "NoSuchKey")
+    A.head_object(Bucket="dept-a-logs", Key="keep/b.log")
+    assert A.list_multipart_uploads(Bucket="dept-a-logs").get("Uploads", []) == []
+    vs = A.list_object_versions(Bucket="dept-a-archive", Prefix="policy.doc")["Versions"]
+    assert len(vs) == 1 and vs[0]["IsLatest"], vs
+    assert A.get_object(Bucket="dept-a-archive", Key="policy.doc")["Body"].read() == b"v2"
+    print("lifecycle checks passed")
+    sys.exit(0)
+
 if sys.argv[1:] == ["quota"]:
     # Run after the test set project A's object quota to what it holds plus one.
     A.put_object(Bucket="dept-a", Key="quota/one", Body=b"1")
@@ -199,6 +229,33 @@ assert error_code(bad.list_buckets) == "SignatureDoesNotMatch"
 anon = boto3.client("s3", endpoint_url=ENDPOINT, region_name="gd-1",
                     config=Config(signature_version=__import__("botocore").UNSIGNED, s3={"addressing_style": "path"}))
 assert error_code(anon.get_object, Bucket="dept-a", Key="docs/readme.txt") == "AccessDenied"
+
+step("bucket policy: grant project B's user read on public/*, deny everyone secret/*")
+A.put_object(Bucket="dept-a", Key="public/notice.txt", Body=b"open data")
+A.put_object(Bucket="dept-a", Key="secret/plan.txt", Body=b"classified")
+policy = {"Version": "2012-10-17", "Statement": [
+    {"Sid": "ShareNotices", "Effect": "Allow", "Principal": {"AWS": [os.environ["USER_B"]]},
+     "Action": "s3:GetObject", "Resource": "arn:aws:s3:::dept-a/public/*"},
+    {"Sid": "LockSecrets", "Effect": "Deny", "Principal": "*",
+     "Action": "s3:GetObject", "Resource": "arn:aws:s3:::dept-a/secret/*"}]}
+A.put_bucket_policy(Bucket="dept-a", Policy=json.dumps(policy))
+assert json.loads(A.get_bucket_policy(Bucket="dept-a")["Policy"]) == policy
+assert B.get_object(Bucket="dept-a", Key="public/notice.txt")["Body"].read() == b"open data"
+assert error_code(B.get_object, Bucket="dept-a", Key="docs/readme.txt") == "AccessDenied"
+assert error_code(A.get_object, Bucket="dept-a", Key="secret/plan.txt") == "AccessDenied"
+assert error_code(A.put_bucket_policy, Bucket="dept-a", Policy='{"Statement": [{"Effect": "Maybe"}]}') == "MalformedPolicy"
+assert error_code(B.put_bucket_policy, Bucket="dept-a", Policy=json.dumps(policy)) == "AccessDenied"
+A.delete_bucket_policy(Bucket="dept-a")
+assert error_code(A.get_bucket_policy, Bucket="dept-a") == "NoSuchBucketPolicy"
+assert A.get_object(Bucket="dept-a", Key="secret/plan.txt")["Body"].read() == b"classified"
+
+step("ACLs: a public-read object is readable anonymously; the rest is not")
+A.put_object_acl(Bucket="dept-a", Key="public/notice.txt", ACL="public-read")
+grants = A.get_object_acl(Bucket="dept-a", Key="public/notice.txt")["Grants"]
+assert any(g["Grantee"].get("URI", "").endswith("AllUsers") and g["Permission"] == "READ" for g in grants), grants
+assert anon.get_object(Bucket="dept-a", Key="public/notice.txt")["Body"].read() == b"open data"
+assert error_code(anon.get_object, Bucket="dept-a", Key="secret/plan.txt") == "AccessDenied"
+assert error_code(anon.put_object, Bucket="dept-a", Key="public/x", Body=b"x") == "AccessDenied"
 
 step("delete: a bucket with objects is refused")
 assert error_code(A.delete_bucket, Bucket="dept-a") == "BucketNotEmpty"
