@@ -402,6 +402,12 @@ impl Instance {
                     }
                 }
                 let outcome = self.apply(host, d, &mut rec).await;
+                // The state goes first: a report taken between the two must not pair the
+                // new record (a finished capture, a new generation) with the old state.
+                let state = self.observe().await;
+                if let Ok(mut s) = self.last_state.lock() {
+                    *s = state;
+                }
                 rec.generation = d.generation;
                 rec.desired = Some(d.clone());
                 rec.error = outcome.err().map(|e| {
@@ -773,7 +779,11 @@ impl Instance {
                 image_id,
                 error: None,
             }) => (Some(*image_id), None),
-            Some(Capture { error: Some(e), .. }) => (None, Some(e.clone())),
+            // The image id goes with the error, so the control plane knows which failed.
+            Some(Capture {
+                image_id,
+                error: Some(e),
+            }) => (Some(*image_id), Some(e.clone())),
             None => (None, None),
         };
         let report = InstanceReport {

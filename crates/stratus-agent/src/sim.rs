@@ -60,7 +60,7 @@ pub fn sim_instance_report(d: &DesiredInstance) -> InstanceReport {
             ..GuestCounters::default()
         }),
         console_append: None,
-        capture_image_id: None,
+        capture_image_id: d.capture_image_id.filter(|_| alive),
         // There is no disk to capture.
         capture_error: d
             .capture_image_id

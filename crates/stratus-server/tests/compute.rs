@@ -1002,6 +1002,35 @@ async fn zones_packing_resize_unwinding_and_metering_events() {
     agent.converge(&vm, "stopped").await;
     assert_eq!(show(&admin, &vm).await["status"], "stopped");
 
+    // A capture the host cannot make: the image goes to error with the host's reason,
+    // and the instance can be captured again.
+    let img2: Value = admin
+        .post(
+            &format!("/v1/instances/{vm}/image"),
+            &json!({"name": "snap"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(img2["status"], "saving");
+    let w = agent.want(&vm).await;
+    assert_eq!(w["capture_image_id"], img2["id"]);
+    agent
+        .report(
+            json!([{"id": vm, "generation": w["generation"], "state": "stopped",
+            "capture_image_id": img2["id"], "capture_error": "capturing: disk full"}]),
+        )
+        .await;
+    let i: Value = admin
+        .get(&format!("/v1/images/{}", id(&img2)), &[])
+        .await
+        .unwrap();
+    assert_eq!(i["status"], "error");
+    assert!(
+        i["status_reason"].as_str().unwrap().contains("disk full"),
+        "{i}"
+    );
+    assert!(agent.want(&vm).await["capture_image_id"].is_null());
+
     // Every lifecycle step left a metering event, in order, in the store.
     let events: Vec<(String, String)> = sqlx::query_as(
         "SELECT event, attrs FROM metering_events WHERE resource_id = $1 ORDER BY id",
