@@ -607,3 +607,40 @@ pub struct AgentReport {
     pub facts: HostFacts,
     pub instances: Vec<InstanceReport>,
 }
+
+// ---------------------------------------------------------------- object storage
+
+/// A bucket of the S3-compatible object storage, with its usage (operators' view; the data
+/// itself is reached through the S3 endpoint).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BucketInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub project_id: Uuid,
+    pub vdc_id: Uuid,
+    pub region: String,
+    /// `""` (never enabled), `Enabled` or `Suspended`.
+    pub versioning: String,
+    pub has_policy: bool,
+    pub has_lifecycle: bool,
+    /// Bytes stored (every version).
+    pub used_bytes: i64,
+    /// Objects stored (every version and delete marker).
+    pub used_objects: i64,
+    /// The bucket's own limits; absent = unlimited (project and VDC quotas still apply).
+    pub quota_bytes: Option<i64>,
+    pub quota_objects: Option<i64>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BucketQuotaUpdate {
+    /// Capacity limit in bytes; null or absent = unlimited.
+    #[serde(default)]
+    pub bytes: Option<i64>,
+    /// Object-count limit; null or absent = unlimited.
+    #[serde(default)]
+    pub objects: Option<i64>,
+}

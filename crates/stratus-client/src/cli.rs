@@ -87,6 +87,9 @@ pub enum Command {
     /// Compute hosts and join tokens (operators).
     #[command(subcommand)]
     Host(HostCmd),
+    /// Object storage buckets: usage and quotas (data goes through the S3 endpoint).
+    #[command(subcommand)]
+    Bucket(compute_cli::BucketCmd),
     /// Recount quota usage from the real resources and report counters that disagree.
     Check,
 }
@@ -1087,6 +1090,7 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
         Command::Image(cmd) => compute_cli::image(&c, &out, cmd).await?,
         Command::Keypair(cmd) => compute_cli::keypair(&c, &out, cmd).await?,
         Command::Host(cmd) => compute_cli::host(&c, &out, cmd).await?,
+        Command::Bucket(cmd) => compute_cli::bucket(&c, &out, cmd).await?,
         Command::Check => {
             let r: ConsistencyReport = c.get("/v1/system/quota-consistency", &[]).await?;
             if out.format == Format::Table {

@@ -342,6 +342,28 @@ pub enum KeypairCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum BucketCmd {
+    /// Buckets you may see, with their usage.
+    List {
+        #[arg(long)]
+        project: Option<Uuid>,
+    },
+    Show {
+        id: Uuid,
+    },
+    /// Limit a bucket's capacity and object count (`unlimited` lifts a limit).
+    Quota {
+        id: Uuid,
+        /// Bytes, e.g. 10737418240, or `unlimited`.
+        #[arg(long)]
+        bytes: Option<String>,
+        /// Objects, or `unlimited`.
+        #[arg(long)]
+        objects: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum HostCmd {
     /// Hosts with their state and allocation (allocated/capacity).
     List,
@@ -874,6 +896,65 @@ fn default_public_key() -> Option<PathBuf> {
     let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
     let p = PathBuf::from(home).join(".ssh").join("id_ed25519.pub");
     p.is_file().then_some(p)
+}
+
+// ---------------------------------------------------------------- buckets
+
+const BUCKET: &[&str] = &[
+    "id",
+    "name",
+    "project_id",
+    "versioning",
+    "used_objects",
+    "used_bytes",
+    "quota_objects",
+    "quota_bytes",
+    "created_at",
+];
+
+/// `unlimited` → None, a number → Some.
+fn limit(field: &str, v: &str) -> anyhow::Result<Option<i64>> {
+    if v == "unlimited" {
+        return Ok(None);
+    }
+    v.parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .map(Some)
+        .ok_or_else(|| anyhow::anyhow!("--{field}: give a number of {field} or `unlimited`"))
+}
+
+pub(crate) async fn bucket(c: &Client, out: &Out, cmd: BucketCmd) -> anyhow::Result<()> {
+    match cmd {
+        BucketCmd::List { project } => out.value(
+            &c.get::<Value>("/v1/buckets", &opt("project_id", project))
+                .await?,
+            BUCKET,
+        ),
+        BucketCmd::Show { id } => out.value(
+            &c.get::<Value>(&format!("/v1/buckets/{id}"), &[]).await?,
+            BUCKET,
+        ),
+        BucketCmd::Quota { id, bytes, objects } => {
+            let current: BucketInfo = c.get(&format!("/v1/buckets/{id}"), &[]).await?;
+            let body = BucketQuotaUpdate {
+                bytes: match bytes {
+                    Some(b) => limit("bytes", &b)?,
+                    None => current.quota_bytes,
+                },
+                objects: match objects {
+                    Some(o) => limit("objects", &o)?,
+                    None => current.quota_objects,
+                },
+            };
+            out.value(
+                &c.put::<Value>(&format!("/v1/buckets/{id}/quota"), &body)
+                    .await?,
+                BUCKET,
+            )
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------- hosts

@@ -23,6 +23,8 @@ struct Fixture {
     host: String,
     keypair: String,
     join_token: String,
+    /// A bucket of the project (made through the store: buckets come from the S3 endpoint).
+    bucket: String,
 }
 
 async fn fresh_instance(admin: &Client, fx: &Fixture) -> String {
@@ -373,6 +375,13 @@ async fn request_for(
             format!("/v1/agent/images/{}", fx.image),
             Some(json!("x")),
         ),
+        "bucket_list" => (M::GET, "/v1/buckets".into(), None),
+        "bucket_view" => (M::GET, format!("/v1/buckets/{}", fx.bucket), None),
+        "bucket_quota_update" => (
+            M::PUT,
+            format!("/v1/buckets/{}/quota", fx.bucket),
+            Some(json!({"bytes": 1})),
+        ),
         "health_view" => (M::GET, "/healthz".into(), None),
         "metrics_view" => (M::GET, "/metrics".into(), None),
         _ => return None,
@@ -428,7 +437,20 @@ async fn authorization_matrix_matches_the_golden_file() {
         host: String::new(),
         keypair: id(&kp),
         join_token: token["token"].as_str().unwrap().to_string(),
+        bucket: String::new(),
     };
+    {
+        let store = &ts.server.as_ref().unwrap().app.store;
+        let project: Uuid = a.project.parse().unwrap();
+        let child: Uuid = a.child.parse().unwrap();
+        let mut chain = vec![project];
+        chain.extend(store.vdc_chain(child).await.unwrap());
+        let b = store
+            .bucket_create("matrix-bucket", project, child, &chain, "gd-1", "", "admin")
+            .await
+            .unwrap();
+        fx.bucket = b.id.to_string();
+    }
     fx.host = fresh_host(&fx).await;
     fx.instance = fresh_instance(&admin, &fx).await;
     // Callers: name → how to log in.

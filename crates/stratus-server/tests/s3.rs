@@ -145,6 +145,65 @@ async fn real_s3_clients_run_a_department_session() {
         .unwrap();
     run_clients(&ts, &ka, &kb, &["quota"]).await;
 
+    // Operators see buckets with usage; other departments do not see them at all.
+    let buckets: Vec<Value> = admin.get("/v1/buckets", &[]).await.unwrap();
+    let dept_a = buckets
+        .iter()
+        .find(|b| b["name"] == "dept-a")
+        .cloned()
+        .unwrap();
+    assert_eq!(dept_a["project_id"], a.project.as_str());
+    assert!(dept_a["used_objects"].as_i64().unwrap() > 10);
+    let (_, viewer_b) = user_with_role(
+        &ts,
+        &sec,
+        "vb",
+        Some(&b.child),
+        Some(("viewer", "project", &b.project)),
+    )
+    .await;
+    let seen: Vec<Value> = viewer_b.get("/v1/buckets", &[]).await.unwrap();
+    assert!(seen.is_empty(), "{seen:?}");
+    assert_eq!(
+        status(
+            viewer_b
+                .get::<Value>(&format!("/v1/buckets/{}", id(&dept_a)), &[])
+                .await
+        ),
+        404
+    );
+    // A bucket's own limit applies even when the project has room.
+    let _: Value = admin
+        .put(
+            &format!("/v1/projects/{}/quota", a.project),
+            &json!({"limits": {"objects": null}}),
+        )
+        .await
+        .unwrap();
+    let used = admin
+        .get::<Value>(&format!("/v1/buckets/{}", id(&dept_a)), &[])
+        .await
+        .unwrap()["used_objects"]
+        .as_i64()
+        .unwrap();
+    let e = admin
+        .put::<Value>(
+            &format!("/v1/buckets/{}/quota", id(&dept_a)),
+            &json!({"objects": -5}),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.message.starts_with("objects"), "{}", e.message);
+    let q: Value = admin
+        .put(
+            &format!("/v1/buckets/{}/quota", id(&dept_a)),
+            &json!({"objects": used + 1}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(q["quota_objects"], used + 1);
+    run_clients(&ts, &ka, &kb, &["bucket-quota"]).await;
+
     // Deleted and replaced objects leave no data files behind.
     let files = walk(&ts.dir.join("objects").join("blobs"));
     let q: Value = admin

@@ -4,6 +4,7 @@
 pub mod access_keys;
 pub mod audit;
 pub mod auth;
+pub mod buckets;
 pub mod flavors;
 pub mod grants;
 pub mod hosts;

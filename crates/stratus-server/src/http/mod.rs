@@ -6,6 +6,7 @@ pub mod admin;
 pub mod compute;
 pub mod extract;
 pub mod identity;
+pub mod storage;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -53,6 +54,7 @@ use extract::Authenticated;
         (name = "images", description = "Images (IMS): upload, convert, download, share"),
         (name = "keypairs", description = "SSH key pairs for instances"),
         (name = "instances", description = "Virtual machines (ECS) and their lifecycle"),
+        (name = "buckets", description = "Object storage buckets: usage and quotas (data through the S3 endpoint)"),
         (name = "agent", description = "The host agents' protocol (host credentials, not user tokens)"),
         (name = "system", description = "Health, metrics and consistency checks")
     )
@@ -140,6 +142,9 @@ fn api_router() -> OpenApiRouter<AppRef> {
         .routes(routes!(compute::instance_remote_console))
         .routes(routes!(compute::instance_metrics))
         .routes(routes!(compute::instance_image_create))
+        .routes(routes!(storage::bucket_list))
+        .routes(routes!(storage::bucket_view))
+        .routes(routes!(storage::bucket_quota_update))
         .routes(routes!(compute::agent_join))
         .routes(routes!(compute::agent_desired))
         .routes(routes!(compute::agent_report))

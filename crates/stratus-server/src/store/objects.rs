@@ -232,6 +232,14 @@ impl Store {
         row.map(|r| bucket_from_row(&r)).transpose()
     }
 
+    pub async fn bucket_by_id(&self, id: Uuid) -> Result<Option<BucketRow>> {
+        let row = sqlx::query(&format!("SELECT {BUCKET_COLS} FROM buckets WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.db.read)
+            .await?;
+        row.map(|r| bucket_from_row(&r)).transpose()
+    }
+
     /// Every bucket (the caller filters by visibility; a platform has hundreds, not millions).
     pub async fn bucket_list(&self) -> Result<Vec<BucketRow>> {
         let rows = sqlx::query(&format!("SELECT {BUCKET_COLS} FROM buckets ORDER BY name"))

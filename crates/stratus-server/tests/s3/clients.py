@@ -72,6 +72,13 @@ if sys.argv[1:] == ["lifecycle-check"]:
     print("lifecycle checks passed")
     sys.exit(0)
 
+if sys.argv[1:] == ["bucket-quota"]:
+    # Run after the test set the bucket's own object limit to what it holds plus one.
+    A.put_object(Bucket="dept-a", Key="quota/three", Body=b"3")
+    assert error_code(A.put_object, Bucket="dept-a", Key="quota/four", Body=b"4") == "QuotaExceeded"
+    print("bucket quota checks passed")
+    sys.exit(0)
+
 if sys.argv[1:] == ["quota"]:
     # Run after the test set project A's object quota to what it holds plus one.
     A.put_object(Bucket="dept-a", Key="quota/one", Body=b"1")
