@@ -294,4 +294,27 @@ aws("cp", "s3://dept-a/cli/big.bin", os.path.join(WORK, "back.bin"))
 assert open(big, "rb").read() == open(os.path.join(WORK, "back.bin"), "rb").read()
 aws("rm", "s3://dept-a/cli/", "--recursive")
 assert "cli/" not in aws("ls", "s3://dept-a/")
+step("s3cmd: put, ls, get, del")
+host = ENDPOINT.split("://", 1)[1]
+cfg = os.path.join(WORK, "s3cmd.cfg")
+with open(cfg, "w") as f:
+    f.write(f"""[default]
+access_key = {os.environ["AK_A"]}
+secret_key = {os.environ["SK_A"]}
+host_base = {host}
+host_bucket = {host}
+use_https = False
+signature_v2 = False
+bucket_location = gd-1
+""")
+def s3cmd(*args):
+    out = subprocess.run(["s3cmd", "-c", cfg, *args], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+s3cmd("put", os.path.join(src, "a.txt"), "s3://dept-a/s3cmd/a.txt")
+assert "s3://dept-a/s3cmd/a.txt" in s3cmd("ls", "s3://dept-a/s3cmd/")
+s3cmd("get", "--force", "s3://dept-a/s3cmd/a.txt", os.path.join(WORK, "a.back"))
+assert open(os.path.join(WORK, "a.back")).read() == "a.txt" * 100
+s3cmd("del", "s3://dept-a/s3cmd/a.txt")
+assert "a.txt" not in s3cmd("ls", "s3://dept-a/s3cmd/")
 print("all S3 client checks passed")
