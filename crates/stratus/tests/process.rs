@@ -63,9 +63,23 @@ fn spawn_server_with(
             break rest.trim().to_string();
         }
     };
+    let s3 = lines
+        .next()
+        .and_then(|l| l.ok())
+        .and_then(|l| {
+            l.strip_prefix("S3 endpoint on ")
+                .map(|r| r.trim().to_string())
+        })
+        .unwrap_or_default();
+    S3_URL.with(|u| *u.borrow_mut() = s3);
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     (child, url)
+}
+
+thread_local! {
+    /// The S3 endpoint of the server this thread spawned last.
+    static S3_URL: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 fn cli(
@@ -553,4 +567,145 @@ async fn cli_runs_a_real_guest_end_to_end() {
     assert_eq!(json_of(&out)[0]["state"], "up");
     server.kill().unwrap();
     let _ = server.wait();
+}
+
+/// Kill the server with SIGKILL in the middle of a large S3 upload, restart it on the same
+/// data: the object is not there, no partial data remains, usage counts nothing for it.
+#[tokio::test]
+async fn kill_9_during_an_s3_upload_leaves_no_partial_object() {
+    let dir = temp_dir();
+    let database = fresh_database().await;
+    let (mut server, url) = spawn_server(&dir, &database);
+    let s3 = S3_URL.with(|u| u.borrow().clone());
+    assert!(s3.starts_with("http://"), "no S3 endpoint: {s3:?}");
+    let ts = TestServer {
+        server: None,
+        url: url.clone(),
+        dir: dir.clone(),
+        config: test_config(&dir, String::new()),
+    };
+    let admin = ts.admin().await;
+    let sec = ts.secadmin().await;
+    let t = tree(&admin, "crash").await;
+    let (_, member) = user_with_role(
+        &ts,
+        &sec,
+        "uploader",
+        Some(&t.child),
+        Some(("member", "project", &t.project)),
+    )
+    .await;
+    let k: Value = member
+        .post("/v1/access-keys", &json!({"project_id": t.project}))
+        .await
+        .unwrap();
+    let (ak, sk) = (
+        k["access_key"]["id"].as_str().unwrap().to_string(),
+        k["secret_access_key"].as_str().unwrap().to_string(),
+    );
+    let py = |script: &str, endpoint: &str| {
+        Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import boto3, os\nfrom botocore.config import Config\n\
+                 s3 = boto3.client('s3', endpoint_url='{endpoint}', region_name='gd-1', aws_access_key_id='{ak}', \
+                 aws_secret_access_key='{sk}', config=Config(s3={{'addressing_style': 'path'}}, retries={{'max_attempts': 0}}))\n{script}"
+            ))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let out = py("s3.create_bucket(Bucket='crash')\ns3.put_object(Bucket='crash', Key='small', Body=b'kept')", &s3)
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A 512 MiB file: it is still arriving when the server dies.
+    let big = dir.join("big.bin");
+    {
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(512 << 20).unwrap();
+    }
+    let uploader = py(
+        &format!(
+            "s3.upload_file('{}', 'crash', 'big', Config=__import__('boto3').s3.transfer.TransferConfig(multipart_threshold=1 << 40))",
+            big.display()
+        ),
+        &s3,
+    );
+    // Wait until data is landing in the blob store's temporary directory.
+    let tmp = dir.join("objects").join("tmp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let size: u64 = std::fs::read_dir(&tmp)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        if size > 8 << 20 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never reached the server"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    server.kill().unwrap();
+    let _ = server.wait();
+    let _ = uploader.wait_with_output();
+
+    let (mut server, url) = spawn_server(&dir, &database);
+    let s3 = S3_URL.with(|u| u.borrow().clone());
+    let check = py(
+        "from botocore.exceptions import ClientError\n\
+         assert s3.get_object(Bucket='crash', Key='small')['Body'].read() == b'kept'\n\
+         try:\n    s3.head_object(Bucket='crash', Key='big'); raise SystemExit('the partial object is visible')\n\
+         except ClientError as e:\n    assert e.response['Error']['Code'] in ('404', 'NoSuchKey'), e\n\
+         assert [o['Key'] for o in s3.list_objects_v2(Bucket='crash')['Contents']] == ['small']",
+        &s3,
+    )
+    .wait_with_output()
+    .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let leftovers = std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(leftovers, 0, "temporary upload files survived the restart");
+    let ts = TestServer {
+        server: None,
+        url,
+        dir: dir.clone(),
+        config: test_config(&dir, String::new()),
+    };
+    let admin = ts.admin().await;
+    let report: Value = admin
+        .get("/v1/system/quota-consistency", &[])
+        .await
+        .unwrap();
+    assert_eq!(report["mismatches"], json!([]), "{report}");
+    let q: Value = admin
+        .get(&format!("/v1/projects/{}/quota", t.project), &[])
+        .await
+        .unwrap();
+    let objects = q["levels"][0]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["resource"] == "objects")
+        .unwrap()["used"]
+        .clone();
+    assert_eq!(objects, 1);
+    server.kill().unwrap();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
 }
