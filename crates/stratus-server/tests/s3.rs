@@ -76,7 +76,7 @@ fn usage(q: &Value, resource: &str) -> i64 {
 
 #[tokio::test]
 async fn real_s3_clients_run_a_department_session() {
-    let ts = TestServer::start().await;
+    let ts = TestServer::start_with(|c| c.s3.domain = Some("s3.gd.gov.test".into())).await;
     let admin = ts.admin().await;
     let sec = ts.secadmin().await;
     let a = tree(&admin, "A").await;

@@ -50,8 +50,9 @@ pub async fn serve(
     builder.set_auth(auth::KeyAuth { app: app.clone() });
     builder.set_access(access::Access { app: app.clone() });
     if let Some(domain) = &app.config.s3.domain {
-        // Virtual-host-style addressing: <bucket>.<domain>.
-        builder.set_host(s3s::host::SingleDomain::new(domain)?);
+        builder.set_host(VirtualHosts {
+            domain: domain.to_ascii_lowercase(),
+        });
     }
     let s3 = builder.build();
     let router = axum::Router::new().fallback(move |req: axum::extract::Request| {
@@ -113,4 +114,29 @@ pub async fn serve(
         })
         .await
     }))
+}
+
+/// Virtual-host-style addressing (`<bucket>.<domain>`) beside path style: any other Host
+/// (an IP address, the bare domain, an internal name) is served path-style, so enabling
+/// the domain never breaks clients that address the endpoint directly.
+struct VirtualHosts {
+    domain: String,
+}
+
+impl s3s::host::S3Host for VirtualHosts {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> s3s::S3Result<s3s::host::VirtualHost<'a>> {
+        let name = match host.rsplit_once(':') {
+            Some((h, port)) if !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()) => h,
+            _ => host,
+        };
+        let bucket = name
+            .len()
+            .checked_sub(self.domain.len() + 1)
+            .filter(|&n| n > 0 && name[n..].eq_ignore_ascii_case(&format!(".{}", self.domain)))
+            .map(|n| &name[..n]);
+        Ok(match bucket {
+            Some(b) => s3s::host::VirtualHost::new(name).with_bucket(b),
+            None => s3s::host::VirtualHost::new(name),
+        })
+    }
 }

@@ -264,6 +264,30 @@ assert anon.get_object(Bucket="dept-a", Key="public/notice.txt")["Body"].read() 
 assert error_code(anon.get_object, Bucket="dept-a", Key="secret/plan.txt") == "AccessDenied"
 assert error_code(anon.put_object, Bucket="dept-a", Key="public/x", Body=b"x") == "AccessDenied"
 
+step("raw requests: virtual-host addressing, malformed XML")
+import http.client
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+port = int(ENDPOINT.rsplit(":", 1)[1])
+def raw(method, url, body=b"", headers=None):
+    req = AWSRequest(method=method, url=url, data=body, headers=headers or {})
+    req.headers["x-amz-content-sha256"] = hashlib.sha256(body).hexdigest()
+    S3SigV4Auth(Credentials(os.environ["AK_A"], os.environ["SK_A"]), "s3", "gd-1").add_auth(req)
+    req.headers["Host"] = url.split("/")[2]  # what was signed, whatever address is dialled
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    path = url.split("/", 3)[3] if url.count("/") >= 3 else ""
+    conn.request(method, "/" + path, body=body, headers=dict(req.headers))
+    r = conn.getresponse()
+    return r.status, r.read()
+st, data = raw("GET", f"http://dept-a.s3.gd.gov.test:{port}/docs/readme.txt")
+assert st == 200 and data == body, (st, data[:200])
+garbage = b"<Delete><Object><Key>docs/readme.txt</Key></Objec"
+st, data = raw("POST", f"http://127.0.0.1:{port}/dept-a?delete", garbage,
+               {"Content-MD5": base64.b64encode(hashlib.md5(garbage).digest()).decode()})
+assert st == 400 and b"MalformedXML" in data, (st, data)
+A.head_object(Bucket="dept-a", Key="docs/readme.txt")
+
 step("delete: a bucket with objects is refused")
 assert error_code(A.delete_bucket, Bucket="dept-a") == "BucketNotEmpty"
 B.put_object(Bucket="dept-b", Key="only", Body=b"1")
