@@ -1232,6 +1232,85 @@ impl S3 for Obs {
         }))
     }
 
+    // ------------------------------------------------------------ tagging
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        let i = req.input;
+        let (b, _) = self.bucket(&i.bucket).await?;
+        let o = self.object(&b, &i.key, i.version_id.as_deref()).await?;
+        if i.tagging.tag_set.len() > 10 {
+            return Err(s3_error!(
+                InvalidTag,
+                "Object tags cannot be greater than 10"
+            ));
+        }
+        // Built in a block: the encoder is not Send and must not live across an await.
+        let tags = {
+            let mut enc = url::form_urlencoded::Serializer::new(String::new());
+            for t in &i.tagging.tag_set {
+                let (k, v) = (
+                    t.key.clone().unwrap_or_default(),
+                    t.value.clone().unwrap_or_default(),
+                );
+                if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
+                    return Err(s3_error!(
+                        InvalidTag,
+                        "tag keys are 1-128 characters, values up to 256"
+                    ));
+                }
+                enc.append_pair(&k, &v);
+            }
+            enc.finish()
+        };
+        self.app
+            .store
+            .object_set(o.id, ObjectSetting::Tags, &tags)
+            .await
+            .map_err(internal)?;
+        Ok(S3Response::new(PutObjectTaggingOutput {
+            version_id: version_out(&o.version_id),
+        }))
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        let i = req.input;
+        let (b, _) = self.bucket(&i.bucket).await?;
+        let o = self.object(&b, &i.key, i.version_id.as_deref()).await?;
+        let tag_set = url::form_urlencoded::parse(o.tags.as_bytes())
+            .map(|(k, v)| Tag {
+                key: Some(k.into_owned()),
+                value: Some(v.into_owned()),
+            })
+            .collect();
+        Ok(S3Response::new(GetObjectTaggingOutput {
+            tag_set,
+            version_id: version_out(&o.version_id),
+        }))
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        let i = req.input;
+        let (b, _) = self.bucket(&i.bucket).await?;
+        let o = self.object(&b, &i.key, i.version_id.as_deref()).await?;
+        self.app
+            .store
+            .object_set(o.id, ObjectSetting::Tags, "")
+            .await
+            .map_err(internal)?;
+        Ok(S3Response::new(DeleteObjectTaggingOutput {
+            version_id: version_out(&o.version_id),
+        }))
+    }
+
     // ------------------------------------------------------------ lifecycle
 
     async fn put_bucket_lifecycle_configuration(

@@ -162,6 +162,15 @@ v1b = A.list_objects(Bucket="dept-a", Prefix="logs/", Delimiter="/", Marker=v1["
 assert [p["Prefix"] for p in v1b["CommonPrefixes"]] == ["logs/2027/"]
 assert A.list_objects_v2(Bucket="dept-a", StartAfter="logs/2026/23.log", Prefix="logs/")["KeyCount"] == 2
 
+step("object tagging")
+A.put_object(Bucket="dept-a", Key="tagged", Body=b"t", Tagging="class=internal&dept=a")
+assert {t["Key"]: t["Value"] for t in A.get_object_tagging(Bucket="dept-a", Key="tagged")["TagSet"]} == {"class": "internal", "dept": "a"}
+A.put_object_tagging(Bucket="dept-a", Key="tagged", Tagging={"TagSet": [{"Key": "class", "Value": "public"}]})
+assert A.get_object_tagging(Bucket="dept-a", Key="tagged")["TagSet"] == [{"Key": "class", "Value": "public"}]
+A.delete_object_tagging(Bucket="dept-a", Key="tagged")
+assert A.get_object_tagging(Bucket="dept-a", Key="tagged")["TagSet"] == []
+A.delete_object(Bucket="dept-a", Key="tagged")
+
 step("batch delete")
 res = A.delete_objects(Bucket="dept-a", Delete={"Objects": [{"Key": f"logs/2026/{i:02}.log"} for i in range(10)]})
 assert len(res["Deleted"]) == 10
