@@ -627,6 +627,9 @@ pub struct BucketInfo {
     pub used_bytes: i64,
     /// Objects stored (every version and delete marker).
     pub used_objects: i64,
+    /// S3 requests served (reads: GET/HEAD/LIST; writes: everything else), for metering.
+    pub read_requests: i64,
+    pub write_requests: i64,
     /// The bucket's own limits; absent = unlimited (project and VDC quotas still apply).
     pub quota_bytes: Option<i64>,
     pub quota_objects: Option<i64>,

@@ -154,6 +154,22 @@ async fn real_s3_clients_run_a_department_session() {
         .unwrap();
     assert_eq!(dept_a["project_id"], a.project.as_str());
     assert!(dept_a["used_objects"].as_i64().unwrap() > 10);
+    // Request counts reach the store within seconds.
+    let mut counted = dept_a.clone();
+    for _ in 0..40 {
+        if counted["read_requests"].as_i64() > Some(20)
+            && counted["write_requests"].as_i64() > Some(20)
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        counted = admin
+            .get(&format!("/v1/buckets/{}", id(&dept_a)), &[])
+            .await
+            .unwrap();
+    }
+    assert!(counted["read_requests"].as_i64() > Some(20), "{counted}");
+    assert!(counted["write_requests"].as_i64() > Some(20), "{counted}");
     let (_, viewer_b) = user_with_role(
         &ts,
         &sec,

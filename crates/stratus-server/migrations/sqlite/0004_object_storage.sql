@@ -26,6 +26,9 @@ CREATE TABLE buckets (
     quota_objects INTEGER NOT NULL DEFAULT -1,
     used_bytes INTEGER NOT NULL DEFAULT 0,
     used_objects INTEGER NOT NULL DEFAULT 0,
+    -- Requests served, for metering (flushed from memory every few seconds).
+    read_requests INTEGER NOT NULL DEFAULT 0,
+    write_requests INTEGER NOT NULL DEFAULT 0,
     created_by TEXT NOT NULL,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL

@@ -21,6 +21,8 @@ fn info(b: BucketRow) -> BucketInfo {
         has_lifecycle: b.lifecycle.is_some(),
         used_bytes: b.used_bytes,
         used_objects: b.used_objects,
+        read_requests: b.read_requests,
+        write_requests: b.write_requests,
         quota_bytes: (b.quota_bytes >= 0).then_some(b.quota_bytes),
         quota_objects: (b.quota_objects >= 0).then_some(b.quota_objects),
         created_by: b.created_by,

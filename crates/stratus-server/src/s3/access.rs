@@ -61,6 +61,37 @@ impl Caller {
 
 pub struct Access {
     pub app: AppRef,
+    pub requests: std::sync::Arc<RequestCounts>,
+}
+
+/// Requests per bucket since the last flush: (reads, writes).
+#[derive(Default)]
+pub struct RequestCounts(std::sync::Mutex<std::collections::HashMap<String, (i64, i64)>>);
+
+impl RequestCounts {
+    fn count(&self, bucket: &str, read: bool) {
+        if let Ok(mut m) = self.0.lock() {
+            let e = m.entry(bucket.to_string()).or_default();
+            if read {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+        }
+    }
+
+    /// Write the counts to the store (a bucket deleted meanwhile just loses its counts).
+    pub async fn flush(&self, app: &AppRef) {
+        let taken = match self.0.lock() {
+            Ok(mut m) => std::mem::take(&mut *m),
+            Err(_) => return,
+        };
+        for (bucket, (r, w)) in taken {
+            if let Err(e) = app.store.bucket_count_requests(&bucket, r, w).await {
+                tracing::warn!(error = %e, bucket, "cannot record bucket request counts");
+            }
+        }
+    }
 }
 
 /// Operations that only read.
@@ -125,6 +156,9 @@ impl S3Access for Access {
         let decision = self
             .decide(&caller, &op, bucket.as_deref(), key.as_deref(), cx)
             .await;
+        if let (Some(b), Ok(())) = (&bucket, &decision) {
+            self.requests.count(b, reads(&op));
+        }
         cx.extensions_mut().insert(caller);
         decision
     }

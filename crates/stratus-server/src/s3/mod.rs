@@ -48,7 +48,27 @@ pub async fn serve(
     obs.collect_garbage().await;
     let mut builder = s3s::service::S3ServiceBuilder::new(obs);
     builder.set_auth(auth::KeyAuth { app: app.clone() });
-    builder.set_access(access::Access { app: app.clone() });
+    let requests = Arc::new(access::RequestCounts::default());
+    builder.set_access(access::Access {
+        app: app.clone(),
+        requests: requests.clone(),
+    });
+    {
+        // Request counts reach the store every few seconds, and once more at shutdown.
+        let (app, mut stop) = (app.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let stopping = tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => false,
+                    _ = stop.wait_for(|s| *s) => true,
+                };
+                requests.flush(&app).await;
+                if stopping {
+                    return;
+                }
+            }
+        });
+    }
     if let Some(domain) = &app.config.s3.domain {
         builder.set_host(VirtualHosts {
             domain: domain.to_ascii_lowercase(),

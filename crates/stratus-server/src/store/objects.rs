@@ -18,7 +18,8 @@ type Tx = Transaction<'static, Any>;
 
 const BUCKET_COLS: &str =
     "id, name, project_id, vdc_id, region, versioning, acl, policy, lifecycle, \
-    quota_bytes, quota_objects, used_bytes, used_objects, created_by, created_at, updated_at";
+    quota_bytes, quota_objects, used_bytes, used_objects, read_requests, write_requests, created_by, \
+    created_at, updated_at";
 
 #[derive(Debug, Clone)]
 pub struct BucketRow {
@@ -36,6 +37,8 @@ pub struct BucketRow {
     pub quota_objects: i64,
     pub used_bytes: i64,
     pub used_objects: i64,
+    pub read_requests: i64,
+    pub write_requests: i64,
     pub created_by: String,
     pub created_at: String,
 }
@@ -55,6 +58,8 @@ fn bucket_from_row(r: &AnyRow) -> Result<BucketRow> {
         quota_objects: col_i64(r, "quota_objects")?,
         used_bytes: col_i64(r, "used_bytes")?,
         used_objects: col_i64(r, "used_objects")?,
+        read_requests: col_i64(r, "read_requests")?,
+        write_requests: col_i64(r, "write_requests")?,
         created_by: col_str(r, "created_by")?,
         created_at: col_str(r, "created_at")?,
     })
@@ -197,7 +202,7 @@ impl Store {
         .await?;
         let now = now_text();
         sqlx::query(&format!(
-            "INSERT INTO buckets ({BUCKET_COLS}) VALUES ($1, $2, $3, $4, $5, '', $6, NULL, NULL, -1, -1, 0, 0, $7, $8, $8)"
+            "INSERT INTO buckets ({BUCKET_COLS}) VALUES ($1, $2, $3, $4, $5, '', $6, NULL, NULL, -1, -1, 0, 0, 0, 0, $7, $8, $8)"
         ))
         .bind(Uuid::new_v4().to_string())
         .bind(name)
@@ -302,6 +307,19 @@ impl Store {
         .bind(value)
         .bind(now_text())
         .bind(id.to_string())
+        .execute(&self.db.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Add request counts gathered in memory.
+    pub async fn bucket_count_requests(&self, name: &str, reads: i64, writes: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE buckets SET read_requests = read_requests + $1, write_requests = write_requests + $2 WHERE name = $3",
+        )
+        .bind(reads)
+        .bind(writes)
+        .bind(name)
         .execute(&self.db.write)
         .await?;
         Ok(())
