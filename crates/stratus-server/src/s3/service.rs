@@ -1467,6 +1467,123 @@ impl S3 for Obs {
         Ok(S3Response::new(out))
     }
 
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let c = caller(&req.extensions);
+        let i = req.input;
+        let (b, _) = self.bucket(&i.bucket).await?;
+        if !(1..=MAX_PARTS).contains(&i.part_number) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            ));
+        }
+        self.app
+            .store
+            .upload_get(b.id, &i.key, &i.upload_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| s3_error!(NoSuchUpload))?;
+        let (src_bucket, src_key, src_version) = match &i.copy_source {
+            CopySource::Bucket {
+                bucket,
+                key,
+                version_id,
+            } => (
+                bucket.to_string(),
+                key.to_string(),
+                version_id.as_ref().map(|v| v.to_string()),
+            ),
+            _ => {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "access points and outposts are not supported"
+                ))
+            }
+        };
+        let (sb, _) = self.bucket(&src_bucket).await?;
+        if !owner_can(&self.app, &c, &sb, Perm::ResourceRead).await {
+            return Err(s3_error!(AccessDenied, "you may not read the copy source"));
+        }
+        let src = self.object(&sb, &src_key, src_version.as_deref()).await?;
+        preconditions(
+            &src,
+            i.copy_source_if_match.as_ref(),
+            i.copy_source_if_none_match.as_ref(),
+            i.copy_source_if_modified_since.as_ref(),
+            i.copy_source_if_unmodified_since.as_ref(),
+        )
+        .map_err(|e| {
+            if *e.code() == S3ErrorCode::NotModified {
+                s3_error!(PreconditionFailed)
+            } else {
+                e
+            }
+        })?;
+        // x-amz-copy-source-range: bytes=first-last (inclusive), within the source.
+        let size = src.size as u64;
+        let range = match &i.copy_source_range {
+            None => None,
+            Some(r) => {
+                let bad = || {
+                    s3_error!(
+                        InvalidArgument,
+                        "x-amz-copy-source-range must be bytes=first-last within the source"
+                    )
+                };
+                let (a, z) = r
+                    .strip_prefix("bytes=")
+                    .and_then(|x| x.split_once('-'))
+                    .ok_or_else(bad)?;
+                let a: u64 = a.parse().map_err(|_| bad())?;
+                let z: u64 = z.parse().map_err(|_| bad())?;
+                if a > z || z >= size {
+                    return Err(s3_error!(InvalidRange));
+                }
+                Some((a, z + 1))
+            }
+        };
+        let written = match &src.blob_id {
+            Some(blob) if size > 0 => {
+                let (_, stream) = self
+                    .blobs
+                    .get(&BlobId(blob.clone()), range)
+                    .await
+                    .map_err(storage_err)?;
+                self.blobs
+                    .put(stream, &Expect::default(), MAX_PUT)
+                    .await
+                    .map_err(storage_err)?
+            }
+            _ => self.write_blob(None, &Expect::default(), 0).await?,
+        };
+        let part = PartRow {
+            part_number: i.part_number as i64,
+            blob_id: written.id.0.clone(),
+            size: written.size as i64,
+            etag: written.digests.etag(),
+            md5: hex::encode(written.digests.md5),
+            checksums: serde_json::to_string(&Sums::of(&written, None)).unwrap_or_default(),
+            last_modified: crate::store::now_text(),
+        };
+        if let Err(e) = self.app.store.part_put(&i.upload_id, &part).await {
+            let _ = self.blobs.delete(&written.id).await;
+            return Err(internal(e));
+        }
+        self.collect_garbage().await;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(quoted(&part.etag)),
+                last_modified: timestamp(&part.last_modified),
+                ..Default::default()
+            }),
+            copy_source_version_id: version_out(&src.version_id),
+            ..Default::default()
+        }))
+    }
+
     async fn list_parts(
         &self,
         req: S3Request<ListPartsInput>,

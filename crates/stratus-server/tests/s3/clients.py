@@ -198,6 +198,16 @@ digests = b"".join(hashlib.md5(data[o:o + part]).digest() for o in range(0, len(
 assert done["ETag"] == f'"{hashlib.md5(digests).hexdigest()}-3"', done["ETag"]
 got = A.get_object(Bucket="dept-a", Key="big/blob.bin")
 assert got["Body"].read() == data and got["ContentType"] == "application/x-test"
+# UploadPartCopy: a new object assembled from ranges of the one just made.
+cp = A.create_multipart_upload(Bucket="dept-a", Key="big/copy.bin")["UploadId"]
+r1 = A.upload_part_copy(Bucket="dept-a", Key="big/copy.bin", UploadId=cp, PartNumber=1,
+                        CopySource={"Bucket": "dept-a", "Key": "big/blob.bin"}, CopySourceRange=f"bytes=0-{part - 1}")
+r2 = A.upload_part_copy(Bucket="dept-a", Key="big/copy.bin", UploadId=cp, PartNumber=2,
+                        CopySource={"Bucket": "dept-a", "Key": "big/blob.bin"}, CopySourceRange=f"bytes={2 * part}-{len(data) - 1}")
+A.complete_multipart_upload(Bucket="dept-a", Key="big/copy.bin", UploadId=cp, MultipartUpload={"Parts": [
+    {"PartNumber": 1, "ETag": r1["CopyPartResult"]["ETag"]}, {"PartNumber": 2, "ETag": r2["CopyPartResult"]["ETag"]}]})
+assert A.get_object(Bucket="dept-a", Key="big/copy.bin")["Body"].read() == data[:part] + data[2 * part:]
+A.delete_object(Bucket="dept-a", Key="big/copy.bin")
 small = A.create_multipart_upload(Bucket="dept-a", Key="small")["UploadId"]
 e1 = A.upload_part(Bucket="dept-a", Key="small", UploadId=small, PartNumber=1, Body=b"a" * 100)["ETag"]
 e2 = A.upload_part(Bucket="dept-a", Key="small", UploadId=small, PartNumber=2, Body=b"b" * 100)["ETag"]
