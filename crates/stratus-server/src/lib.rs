@@ -272,8 +272,14 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let router = http::router(app.clone());
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
+        // No Nagle: a response written as headers then body must not wait for the
+        // client's delayed ACK (that costs ~40 ms per small answer).
         axum::serve(
-            listener,
+            axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            }),
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
