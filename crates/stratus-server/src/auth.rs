@@ -69,11 +69,16 @@ struct Cached {
     valid_until: Instant,
 }
 
+/// An access key's principal, its bound project, and until when the pair is trusted.
+type CachedKey = (Principal, Option<Uuid>, Instant);
+
 pub struct Authenticator {
     ttl: Duration,
     tokens: Mutex<HashMap<String, Cached>>,
     /// Signatures seen within the clock-skew window: a replayed request is refused.
     seen_signatures: Mutex<HashMap<String, Instant>>,
+    /// Principals of access keys used by object storage (key id → principal, key project).
+    keys: Mutex<HashMap<String, CachedKey>>,
     /// When each access key's `last_used_at` was last written: at most once a minute.
     touched: Mutex<HashMap<String, Instant>>,
     max_skew: chrono::Duration,
@@ -103,6 +108,7 @@ impl Authenticator {
         Authenticator {
             ttl,
             tokens: Mutex::new(HashMap::new()),
+            keys: Mutex::new(HashMap::new()),
             seen_signatures: Mutex::new(HashMap::new()),
             touched: Mutex::new(HashMap::new()),
             max_skew: chrono::Duration::seconds(max_skew_secs),
@@ -116,6 +122,45 @@ impl Authenticator {
         if let Ok(mut t) = self.tokens.lock() {
             t.clear();
         }
+        if let Ok(mut k) = self.keys.lock() {
+            k.clear();
+        }
+    }
+
+    /// The user behind an access key (S3 requests; the signature is checked by the S3
+    /// layer), with the project the key is bound to. Cached like sessions: `None` for an
+    /// unknown or disabled key or user.
+    pub async fn key_principal(
+        &self,
+        store: &Store,
+        access_key: &str,
+    ) -> Result<Option<(Principal, Option<Uuid>)>> {
+        if let Ok(k) = self.keys.lock() {
+            if let Some((p, project, until)) = k.get(access_key) {
+                if *until > Instant::now() {
+                    return Ok(Some((p.clone(), *project)));
+                }
+            }
+        }
+        let Some(key) = store.access_key_get(access_key).await? else {
+            return Ok(None);
+        };
+        if !key.key.enabled {
+            return Ok(None);
+        }
+        let Some(p) = Self::principal_load(store, key.key.user_id, "access_key").await? else {
+            return Ok(None);
+        };
+        if let Ok(mut k) = self.keys.lock() {
+            if k.len() > 100_000 {
+                k.clear();
+            }
+            k.insert(
+                access_key.to_string(),
+                (p.clone(), key.key.project_id, Instant::now() + self.ttl),
+            );
+        }
+        Ok(Some((p, key.key.project_id)))
     }
 
     pub fn invalidate_token(&self, hash: &str) {

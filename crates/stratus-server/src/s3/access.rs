@@ -15,7 +15,6 @@ use uuid::Uuid;
 
 use super::policy;
 use crate::app::AppRef;
-use crate::auth::Authenticator;
 use crate::authz::{GrantScope, Perm, Principal, Target};
 use crate::store::BucketRow;
 
@@ -131,21 +130,16 @@ impl S3Access for Access {
         };
         if let Some(creds) = cx.credentials() {
             let ak = creds.access_key.clone();
-            let key = self
+            let (principal, project) = self
                 .app
-                .store
-                .access_key_get(&ak)
+                .auth
+                .key_principal(&self.app.store, &ak)
                 .await
                 .map_err(|e| s3_error!(InternalError, "{e}"))?
-                .ok_or_else(|| s3_error!(InvalidAccessKeyId))?;
-            let principal =
-                Authenticator::principal_load(&self.app.store, key.key.user_id, "access_key")
-                    .await
-                    .map_err(|e| s3_error!(InternalError, "{e}"))?
-                    .ok_or_else(|| s3_error!(AccessDenied, "the key's user is disabled"))?;
+                .ok_or_else(|| s3_error!(AccessDenied, "the key or its user is disabled"))?;
             caller.principal = Some(principal);
             caller.access_key = Some(ak);
-            caller.key_project = key.key.project_id;
+            caller.key_project = project;
         }
         let op = cx.s3_op().name().to_string();
         let (bucket, key) = match cx.s3_path() {
