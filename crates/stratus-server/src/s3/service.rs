@@ -122,6 +122,15 @@ fn storage_err(e: StorageError) -> S3Error {
         StorageError::SizeMismatch { .. } => s3_error!(IncompleteBody, "{e}"),
         StorageError::TooLarge { .. } => s3_error!(EntityTooLarge, "{e}"),
         StorageError::RangeNotSatisfiable { .. } => s3_error!(InvalidRange),
+        // The request body failed while arriving: a chunk whose signature does not verify
+        // (aws-chunked uploads), or a client that went away.
+        StorageError::Body(m) if m.to_ascii_lowercase().contains("signature") => {
+            s3_error!(
+                SignatureDoesNotMatch,
+                "a chunk of the body does not match its signature"
+            )
+        }
+        StorageError::Body(m) => s3_error!(IncompleteBody, "the body could not be read: {m}"),
         other => internal(other),
     }
 }

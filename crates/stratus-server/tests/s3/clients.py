@@ -4,6 +4,9 @@ STRATUS_S3 (URL), AK_A/SK_A (project A's key), AK_B/SK_B (project B's key), WORK
 Every check asserts what a user would notice; the first failure raises."""
 import hashlib, io, json, os, subprocess, sys, time, urllib.request, urllib.error
 
+import datetime, hmac
+from urllib.parse import urlparse
+
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -33,6 +36,51 @@ def error_code(fn, *args, **kw):
     except ClientError as e:
         return e.response["Error"]["Code"]
     raise AssertionError(f"{fn.__name__} succeeded; an error was expected")
+
+
+def sign(key, msg): return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+def sha(b): return hashlib.sha256(b).hexdigest()
+
+def chunked_put(endpoint, ak, sk, bucket, key, data, region="gd-1", chunk=64 * 1024, tamper=False):
+    """PUT with STREAMING-AWS4-HMAC-SHA256-PAYLOAD: every chunk signed, chained from the seed."""
+    u = urlparse(endpoint)
+    host = u.netloc
+    now = datetime.datetime.now(datetime.timezone.utc)
+    amz_date, date = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    scope = f"{date}/{region}/s3/aws4_request"
+    chunks = [data[i:i + chunk] for i in range(0, len(data), chunk)] + [b""]
+    # Encoded length: each chunk "hex;chunk-signature=<64>\r\n<data>\r\n".
+    enc_len = sum(len(f"{len(c):x};chunk-signature=".encode()) + 64 + 2 + len(c) + 2 for c in chunks)
+    headers = {
+        "host": host, "x-amz-date": amz_date,
+        "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+        "content-encoding": "aws-chunked", "x-amz-decoded-content-length": str(len(data)),
+        "content-length": str(enc_len),
+    }
+    signed = sorted(headers)
+    canon = "\n".join(["PUT", f"/{bucket}/{key}", "", "".join(f"{h}:{headers[h]}\n" for h in signed),
+                       ";".join(signed), "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"])
+    sts = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, sha(canon.encode())])
+    k = sign(sign(sign(sign(("AWS4" + sk).encode(), date), region), "s3"), "aws4_request")
+    seed = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
+    headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={ak}/{scope}, SignedHeaders={';'.join(signed)}, "
+                                f"Signature={seed}")
+    body, prev = b"", seed
+    for c in chunks:
+        csts = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, prev, sha(b""), sha(c)])
+        sig = hmac.new(k, csts.encode(), hashlib.sha256).hexdigest()
+        body += f"{len(c):x};chunk-signature={sig}\r\n".encode() + c + b"\r\n"
+        prev = sig
+    assert len(body) == enc_len
+    if tamper:
+        # Flip a byte inside the second chunk's data, after it was signed.
+        i = body.index(b"\r\n", body.index(b"\r\n", 0) + 2 + chunk) + 2
+        i = body.index(b"\r\n", i) + 10
+        body = body[:i] + bytes([body[i] ^ 1]) + body[i + 1:]
+    conn = http.client.HTTPConnection(u.hostname, u.port)
+    conn.request("PUT", f"/{bucket}/{key}", body=body, headers=headers)
+    r = conn.getresponse()
+    return r.status, r.read()
 
 
 T0 = time.time()
@@ -306,6 +354,16 @@ st, data = raw("POST", f"http://127.0.0.1:{port}/dept-a?delete", garbage,
                {"Content-MD5": base64.b64encode(hashlib.md5(garbage).digest()).decode()})
 assert st == 400 and b"MalformedXML" in data, (st, data)
 A.head_object(Bucket="dept-a", Key="docs/readme.txt")
+
+step("chunked payload signing (STREAMING-AWS4-HMAC-SHA256-PAYLOAD)")
+payload = os.urandom(200_000)
+st, _ = chunked_put(ENDPOINT, os.environ["AK_A"], os.environ["SK_A"], "dept-a", "chunked/ok", payload)
+assert st == 200, st
+assert A.get_object(Bucket="dept-a", Key="chunked/ok")["Body"].read() == payload
+st, _ = chunked_put(ENDPOINT, os.environ["AK_A"], os.environ["SK_A"], "dept-a", "chunked/tampered", payload, tamper=True)
+assert st == 403, st
+assert error_code(A.head_object, Bucket="dept-a", Key="chunked/tampered") in ("404", "NoSuchKey")
+A.delete_object(Bucket="dept-a", Key="chunked/ok")
 
 step("delete: a bucket with objects is refused")
 assert error_code(A.delete_bucket, Bucket="dept-a") == "BucketNotEmpty"
