@@ -289,6 +289,47 @@ impl Obs {
         }
     }
 
+    /// The object a copy reads (CopyObject, UploadPartCopy): it must exist, the caller must
+    /// be able to read it, and the x-amz-copy-source-if-* conditions must hold.
+    async fn copy_source(
+        &self,
+        c: &Caller,
+        source: &CopySource,
+        [if_match, if_none_match]: [Option<&ETagCondition>; 2],
+        [if_modified, if_unmodified]: [Option<&Timestamp>; 2],
+    ) -> S3Result<(String, String, Option<String>, ObjectRow)> {
+        let CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } = source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "access points and outposts are not supported"
+            ));
+        };
+        let (sb, _) = self.bucket(bucket).await?;
+        // Reading the source needs read access to it, like a GET would.
+        if !owner_can(&self.app, c, &sb, Perm::ResourceRead).await {
+            return Err(s3_error!(AccessDenied, "you may not read the copy source"));
+        }
+        let src = self.object(&sb, key, version_id.as_deref()).await?;
+        preconditions(&src, if_match, if_none_match, if_modified, if_unmodified).map_err(|e| {
+            if *e.code() == S3ErrorCode::NotModified {
+                s3_error!(PreconditionFailed)
+            } else {
+                e
+            }
+        })?;
+        Ok((
+            bucket.to_string(),
+            key.to_string(),
+            version_id.as_ref().map(|v| v.to_string()),
+            src,
+        ))
+    }
+
     async fn object(&self, b: &BucketRow, key: &str, version: Option<&str>) -> S3Result<ObjectRow> {
         let row = self
             .app
@@ -857,43 +898,20 @@ impl S3 for Obs {
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let c = caller(&req.extensions);
         let i = req.input;
-        let (src_bucket, src_key, src_version) = match &i.copy_source {
-            CopySource::Bucket {
-                bucket,
-                key,
-                version_id,
-            } => (
-                bucket.to_string(),
-                key.to_string(),
-                version_id.as_ref().map(|v| v.to_string()),
-            ),
-            _ => {
-                return Err(s3_error!(
-                    NotImplemented,
-                    "access points and outposts are not supported"
-                ))
-            }
-        };
-        let (sb, _) = self.bucket(&src_bucket).await?;
-        // Reading the source needs read access to it, like a GET would.
-        if !owner_can(&self.app, &c, &sb, Perm::ResourceRead).await {
-            return Err(s3_error!(AccessDenied, "you may not read the copy source"));
-        }
-        let src = self.object(&sb, &src_key, src_version.as_deref()).await?;
-        preconditions(
-            &src,
-            i.copy_source_if_match.as_ref(),
-            i.copy_source_if_none_match.as_ref(),
-            i.copy_source_if_modified_since.as_ref(),
-            i.copy_source_if_unmodified_since.as_ref(),
-        )
-        .map_err(|e| {
-            if *e.code() == S3ErrorCode::NotModified {
-                s3_error!(PreconditionFailed)
-            } else {
-                e
-            }
-        })?;
+        let (src_bucket, src_key, src_version, src) = self
+            .copy_source(
+                &c,
+                &i.copy_source,
+                [
+                    i.copy_source_if_match.as_ref(),
+                    i.copy_source_if_none_match.as_ref(),
+                ],
+                [
+                    i.copy_source_if_modified_since.as_ref(),
+                    i.copy_source_if_unmodified_since.as_ref(),
+                ],
+            )
+            .await?;
         let (b, chain) = self.bucket(&i.bucket).await?;
         let replace = i
             .metadata_directive
@@ -1495,42 +1513,20 @@ impl S3 for Obs {
             .await
             .map_err(internal)?
             .ok_or_else(|| s3_error!(NoSuchUpload))?;
-        let (src_bucket, src_key, src_version) = match &i.copy_source {
-            CopySource::Bucket {
-                bucket,
-                key,
-                version_id,
-            } => (
-                bucket.to_string(),
-                key.to_string(),
-                version_id.as_ref().map(|v| v.to_string()),
-            ),
-            _ => {
-                return Err(s3_error!(
-                    NotImplemented,
-                    "access points and outposts are not supported"
-                ))
-            }
-        };
-        let (sb, _) = self.bucket(&src_bucket).await?;
-        if !owner_can(&self.app, &c, &sb, Perm::ResourceRead).await {
-            return Err(s3_error!(AccessDenied, "you may not read the copy source"));
-        }
-        let src = self.object(&sb, &src_key, src_version.as_deref()).await?;
-        preconditions(
-            &src,
-            i.copy_source_if_match.as_ref(),
-            i.copy_source_if_none_match.as_ref(),
-            i.copy_source_if_modified_since.as_ref(),
-            i.copy_source_if_unmodified_since.as_ref(),
-        )
-        .map_err(|e| {
-            if *e.code() == S3ErrorCode::NotModified {
-                s3_error!(PreconditionFailed)
-            } else {
-                e
-            }
-        })?;
+        let (_, _, _, src) = self
+            .copy_source(
+                &c,
+                &i.copy_source,
+                [
+                    i.copy_source_if_match.as_ref(),
+                    i.copy_source_if_none_match.as_ref(),
+                ],
+                [
+                    i.copy_source_if_modified_since.as_ref(),
+                    i.copy_source_if_unmodified_since.as_ref(),
+                ],
+            )
+            .await?;
         // x-amz-copy-source-range: bytes=first-last (inclusive), within the source.
         let size = src.size as u64;
         let range = match &i.copy_source_range {
