@@ -80,6 +80,46 @@ impl Sums {
             md5: hex::encode(w.digests.md5),
         }
     }
+
+    /// The checksum of `algorithm` as S3 answers it: (CRC32, CRC32C, SHA1, SHA256), one set.
+    fn answer(self, algorithm: Option<&str>) -> ChecksumAnswer {
+        let mut a = ChecksumAnswer::default();
+        match algorithm {
+            Some("CRC32") => a.0 = Some(self.crc32),
+            Some("CRC32C") => a.1 = Some(self.crc32c),
+            Some("SHA1") => a.2 = Some(self.sha1),
+            Some("SHA256") => a.3 = Some(self.sha256),
+            _ => {}
+        }
+        a
+    }
+
+    /// The checksum the client chose when it stored the object.
+    fn stored_answer(self) -> ChecksumAnswer {
+        let algorithm = self.algorithm.clone();
+        self.answer(algorithm.as_deref())
+    }
+}
+
+/// The four `x-amz-checksum-*` answer headers (at most one is set).
+#[derive(Default)]
+struct ChecksumAnswer(
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Drop the `aws-chunked` coding a streaming upload declares: it describes the transfer,
+/// not the object, and S3 does not store it.
+fn stored_encoding(e: Option<String>) -> Option<String> {
+    let kept: Vec<&str> = e
+        .as_deref()?
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(", "))
 }
 
 /// A `Sync` wrapper for a body stream (s3s requires `Sync`; a `Mutex` gives it without
@@ -199,6 +239,49 @@ fn expect(
     })
 }
 
+/// The checksum algorithm an `x-amz-trailer` header announces, if any.
+fn trailer_algorithm(headers: &http::HeaderMap) -> Option<String> {
+    let named = headers.get("x-amz-trailer")?.to_str().ok()?;
+    named.split(',').find_map(|n| {
+        match n.trim().to_ascii_lowercase().as_str() {
+            "x-amz-checksum-crc32" => Some("CRC32"),
+            "x-amz-checksum-crc32c" => Some("CRC32C"),
+            "x-amz-checksum-sha1" => Some("SHA1"),
+            "x-amz-checksum-sha256" => Some("SHA256"),
+            _ => None,
+        }
+        .map(str::to_string)
+    })
+}
+
+/// What the trailer of an aws-chunked body promised, read once the body has ended. A
+/// checksum named in `x-amz-trailer` must have arrived.
+fn trailer_expect(
+    headers: &http::HeaderMap,
+    trailers: Option<&s3s::TrailingHeaders>,
+) -> S3Result<Expect> {
+    let announced = trailer_algorithm(headers);
+    let map = trailers.and_then(|t| t.take()).unwrap_or_default();
+    let get = |n: &str| map.get(n).and_then(|v| v.to_str().ok());
+    if let Some(a) = &announced {
+        let name = format!("x-amz-checksum-{}", a.to_ascii_lowercase());
+        if get(&name).is_none() {
+            return Err(s3_error!(
+                InvalidRequest,
+                "x-amz-trailer announces {name} but the body's trailer does not carry it"
+            ));
+        }
+    }
+    expect(
+        None,
+        get("x-amz-checksum-crc32"),
+        get("x-amz-checksum-crc32c"),
+        get("x-amz-checksum-sha1"),
+        get("x-amz-checksum-sha256"),
+        None,
+    )
+}
+
 fn algorithm_of(
     declared: Option<&ChecksumAlgorithm>,
     crc32: bool,
@@ -267,6 +350,27 @@ impl Obs {
             StreamingBlob::wrap(futures_util::stream::empty::<Result<Bytes, std::io::Error>>())
         });
         self.blobs.put(body, ex, limit).await.map_err(storage_err)
+    }
+
+    /// Store an upload's body and check the checksum an aws-chunked trailer carried (the
+    /// SDKs send it after the data when they stream a body). The blob is not referenced by
+    /// any object until the caller records it, so a mismatch is removed here and never
+    /// becomes visible.
+    async fn write_upload(
+        &self,
+        req_headers: &http::HeaderMap,
+        trailers: Option<&s3s::TrailingHeaders>,
+        body: Option<StreamingBlob>,
+        ex: &Expect,
+    ) -> S3Result<Written> {
+        let written = self.write_blob(body, ex, MAX_PUT).await?;
+        let late = trailer_expect(req_headers, trailers)
+            .and_then(|late| late.verify_written(&written).map_err(storage_err));
+        if let Err(e) = late {
+            let _ = self.blobs.delete(&written.id).await;
+            return Err(e);
+        }
+        Ok(written)
     }
 
     async fn record(
@@ -655,11 +759,14 @@ impl S3 for Obs {
             i.checksum_crc32c.is_some(),
             i.checksum_sha1.is_some(),
             i.checksum_sha256.is_some(),
-        );
-        let written = self.write_blob(i.body, &ex, MAX_PUT).await?;
+        )
+        .or_else(|| trailer_algorithm(&req.headers));
+        let written = self
+            .write_upload(&req.headers, req.trailing_headers.as_ref(), i.body, &ex)
+            .await?;
         let stored = Stored {
             content_type: i.content_type,
-            content_encoding: i.content_encoding,
+            content_encoding: stored_encoding(i.content_encoding),
             content_disposition: i.content_disposition,
             content_language: i.content_language,
             cache_control: i.cache_control,
@@ -699,13 +806,13 @@ impl S3 for Obs {
             version_id: version_out(&row.version_id),
             ..Default::default()
         };
-        match algorithm.as_deref() {
-            Some("CRC32") => out.checksum_crc32 = Some(sums.crc32),
-            Some("CRC32C") => out.checksum_crc32c = Some(sums.crc32c),
-            Some("SHA1") => out.checksum_sha1 = Some(sums.sha1),
-            Some("SHA256") => out.checksum_sha256 = Some(sums.sha256),
-            _ => {}
-        }
+        let ChecksumAnswer(crc32, crc32c, sha1, sha256) = sums.answer(algorithm.as_deref());
+        (
+            out.checksum_crc32,
+            out.checksum_crc32c,
+            out.checksum_sha1,
+            out.checksum_sha256,
+        ) = (crc32, crc32c, sha1, sha256);
         Ok(S3Response::new(out))
     }
 
@@ -779,13 +886,13 @@ impl S3 for Obs {
             ..Default::default()
         };
         if want_sums {
-            match sums.algorithm.as_deref() {
-                Some("CRC32") => out.checksum_crc32 = Some(sums.crc32),
-                Some("CRC32C") => out.checksum_crc32c = Some(sums.crc32c),
-                Some("SHA1") => out.checksum_sha1 = Some(sums.sha1),
-                Some("SHA256") => out.checksum_sha256 = Some(sums.sha256),
-                _ => {}
-            }
+            let ChecksumAnswer(crc32, crc32c, sha1, sha256) = sums.stored_answer();
+            (
+                out.checksum_crc32,
+                out.checksum_crc32c,
+                out.checksum_sha1,
+                out.checksum_sha256,
+            ) = (crc32, crc32c, sha1, sha256);
         }
         Ok(S3Response::new(out))
     }
@@ -805,7 +912,22 @@ impl S3 for Obs {
             i.if_unmodified_since.as_ref(),
         )?;
         let h: Stored = serde_json::from_str(&o.headers).unwrap_or_default();
+        let ChecksumAnswer(crc32, crc32c, sha1, sha256) = if i
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|m| m.as_str() == "ENABLED")
+        {
+            serde_json::from_str::<Sums>(&o.checksums)
+                .unwrap_or_default()
+                .stored_answer()
+        } else {
+            ChecksumAnswer::default()
+        };
         Ok(S3Response::new(HeadObjectOutput {
+            checksum_crc32: crc32,
+            checksum_crc32c: crc32c,
+            checksum_sha1: sha1,
+            checksum_sha256: sha256,
             content_length: Some(o.size),
             accept_ranges: Some("bytes".into()),
             last_modified: timestamp(&o.last_modified),
@@ -934,7 +1056,7 @@ impl S3 for Obs {
         let headers = if replace {
             serde_json::to_string(&Stored {
                 content_type: i.content_type,
-                content_encoding: i.content_encoding,
+                content_encoding: stored_encoding(i.content_encoding),
                 content_disposition: i.content_disposition,
                 content_language: i.content_language,
                 cache_control: i.cache_control,
@@ -1401,7 +1523,7 @@ impl S3 for Obs {
         let id = Uuid::new_v4().simple().to_string();
         let stored = Stored {
             content_type: i.content_type,
-            content_encoding: i.content_encoding,
+            content_encoding: stored_encoding(i.content_encoding),
             content_disposition: i.content_disposition,
             content_language: i.content_language,
             cache_control: i.cache_control,
@@ -1459,7 +1581,10 @@ impl S3 for Obs {
             i.checksum_sha256.as_deref(),
             i.content_length,
         )?;
-        let written = self.write_blob(i.body, &ex, MAX_PUT).await?;
+        let written = self
+            .write_upload(&req.headers, req.trailing_headers.as_ref(), i.body, &ex)
+            .await?;
+        let trailed = trailer_algorithm(&req.headers);
         let sums = Sums::of(&written, None);
         let part = PartRow {
             part_number: i.part_number as i64,
@@ -1479,16 +1604,17 @@ impl S3 for Obs {
             e_tag: Some(quoted(&part.etag)),
             ..Default::default()
         };
-        if i.checksum_crc32.is_some() {
+        let asked = |name: &str, header: bool| header || trailed.as_deref() == Some(name);
+        if asked("CRC32", i.checksum_crc32.is_some()) {
             out.checksum_crc32 = Some(sums.crc32);
         }
-        if i.checksum_crc32c.is_some() {
+        if asked("CRC32C", i.checksum_crc32c.is_some()) {
             out.checksum_crc32c = Some(sums.crc32c);
         }
-        if i.checksum_sha1.is_some() {
+        if asked("SHA1", i.checksum_sha1.is_some()) {
             out.checksum_sha1 = Some(sums.sha1);
         }
-        if i.checksum_sha256.is_some() {
+        if asked("SHA256", i.checksum_sha256.is_some()) {
             out.checksum_sha256 = Some(sums.sha256);
         }
         Ok(S3Response::new(out))
@@ -1721,18 +1847,22 @@ impl S3 for Obs {
             .into_iter()
             .map(|p| (p.part_number, p))
             .collect();
-        let mut previous = 0;
-        let mut blobs = Vec::with_capacity(wanted.len());
-        let mut md5s = Vec::with_capacity(wanted.len());
-        for (n, w) in wanted.iter().enumerate() {
+        // The order is checked over the whole list first, as S3 does: a reversed list is
+        // InvalidPartOrder even when its first (small, last) part would also be too small.
+        let mut numbers = Vec::with_capacity(wanted.len());
+        for w in &wanted {
             let num = w
                 .part_number
                 .ok_or_else(|| s3_error!(InvalidPart, "a part has no number"))?
                 as i64;
-            if num <= previous {
+            if numbers.last().is_some_and(|prev| num <= *prev) {
                 return Err(s3_error!(InvalidPartOrder));
             }
-            previous = num;
+            numbers.push(num);
+        }
+        let mut blobs = Vec::with_capacity(wanted.len());
+        let mut md5s = Vec::with_capacity(wanted.len());
+        for (n, (w, num)) in wanted.iter().zip(numbers).enumerate() {
             let p = stored
                 .get(&num)
                 .ok_or_else(|| s3_error!(InvalidPart, "part {num} was not uploaded"))?;

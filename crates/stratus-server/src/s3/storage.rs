@@ -128,6 +128,12 @@ pub struct Expect {
 }
 
 impl Expect {
+    /// Checks the promises against a blob already written (for promises that arrived after
+    /// its body, such as an aws-chunked trailer).
+    pub fn verify_written(&self, w: &Written) -> Result<(), StorageError> {
+        self.verify(w.size, &w.digests)
+    }
+
     /// Compares the promises with what was written; the first mismatch wins, checked in a
     /// fixed order so the same upload always reports the same error.
     fn verify(&self, size: u64, d: &Digests) -> Result<(), StorageError> {

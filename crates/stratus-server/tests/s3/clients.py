@@ -41,6 +41,20 @@ def error_code(fn, *args, **kw):
 def sign(key, msg): return hmac.new(key, msg.encode(), hashlib.sha256).digest()
 def sha(b): return hashlib.sha256(b).hexdigest()
 
+def sign_put(headers, ak, sk, bucket, key, amz_date, date, region, scope):
+    """Add a SigV4 Authorization header to a PUT of /bucket/key whose x-amz-content-sha256
+    is already set; returns the signing key and the (seed) signature."""
+    signed = sorted(headers)
+    canon = "\n".join(["PUT", f"/{bucket}/{key}", "", "".join(f"{h}:{headers[h]}\n" for h in signed),
+                       ";".join(signed), headers["x-amz-content-sha256"]])
+    sts = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, sha(canon.encode())])
+    k = sign(sign(sign(sign(("AWS4" + sk).encode(), date), region), "s3"), "aws4_request")
+    sig = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
+    headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={ak}/{scope}, SignedHeaders={';'.join(signed)}, "
+                                f"Signature={sig}")
+    return k, sig
+
+
 def chunked_put(endpoint, ak, sk, bucket, key, data, region="gd-1", chunk=64 * 1024, tamper=False):
     """PUT with STREAMING-AWS4-HMAC-SHA256-PAYLOAD: every chunk signed, chained from the seed."""
     u = urlparse(endpoint)
@@ -57,14 +71,7 @@ def chunked_put(endpoint, ak, sk, bucket, key, data, region="gd-1", chunk=64 * 1
         "content-encoding": "aws-chunked", "x-amz-decoded-content-length": str(len(data)),
         "content-length": str(enc_len),
     }
-    signed = sorted(headers)
-    canon = "\n".join(["PUT", f"/{bucket}/{key}", "", "".join(f"{h}:{headers[h]}\n" for h in signed),
-                       ";".join(signed), "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"])
-    sts = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, sha(canon.encode())])
-    k = sign(sign(sign(sign(("AWS4" + sk).encode(), date), region), "s3"), "aws4_request")
-    seed = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
-    headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={ak}/{scope}, SignedHeaders={';'.join(signed)}, "
-                                f"Signature={seed}")
+    k, seed = sign_put(headers, ak, sk, bucket, key, amz_date, date, region, scope)
     body, prev = b"", seed
     for c in chunks:
         csts = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, prev, sha(b""), sha(c)])
@@ -77,6 +84,29 @@ def chunked_put(endpoint, ak, sk, bucket, key, data, region="gd-1", chunk=64 * 1
         i = body.index(b"\r\n", body.index(b"\r\n", 0) + 2 + chunk) + 2
         i = body.index(b"\r\n", i) + 10
         body = body[:i] + bytes([body[i] ^ 1]) + body[i + 1:]
+    conn = http.client.HTTPConnection(u.hostname, u.port)
+    conn.request("PUT", f"/{bucket}/{key}", body=body, headers=headers)
+    r = conn.getresponse()
+    return r.status, r.read()
+
+
+def trailer_put(endpoint, ak, sk, bucket, key, data, crc, region="gd-1", chunk=64 * 1024):
+    """PUT with STREAMING-UNSIGNED-PAYLOAD-TRAILER, as the SDKs stream a file: plain chunks,
+    then an x-amz-checksum-crc32 trailer carrying `crc`."""
+    u = urlparse(endpoint)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    amz_date, date = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    scope = f"{date}/{region}/s3/aws4_request"
+    chunks = [data[i:i + chunk] for i in range(0, len(data), chunk)]
+    body = b"".join(f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in chunks)
+    body += b"0\r\n" + f"x-amz-checksum-crc32:{crc}\r\n".encode() + b"\r\n"
+    headers = {
+        "host": u.netloc, "x-amz-date": amz_date,
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "content-encoding": "aws-chunked", "x-amz-decoded-content-length": str(len(data)),
+        "x-amz-trailer": "x-amz-checksum-crc32", "content-length": str(len(body)),
+    }
+    sign_put(headers, ak, sk, bucket, key, amz_date, date, region, scope)
     conn = http.client.HTTPConnection(u.hostname, u.port)
     conn.request("PUT", f"/{bucket}/{key}", body=body, headers=headers)
     r = conn.getresponse()
@@ -364,6 +394,19 @@ st, _ = chunked_put(ENDPOINT, os.environ["AK_A"], os.environ["SK_A"], "dept-a", 
 assert st == 403, st
 assert error_code(A.head_object, Bucket="dept-a", Key="chunked/tampered") in ("404", "NoSuchKey")
 A.delete_object(Bucket="dept-a", Key="chunked/ok")
+
+step("checksum trailers (STREAMING-UNSIGNED-PAYLOAD-TRAILER): verified before the object exists")
+import zlib
+good = base64.b64encode(zlib.crc32(payload).to_bytes(4, "big")).decode()
+st, data = trailer_put(ENDPOINT, os.environ["AK_A"], os.environ["SK_A"], "dept-a", "trailer/ok", payload, good)
+assert st == 200, (st, data)
+h = A.head_object(Bucket="dept-a", Key="trailer/ok", ChecksumMode="ENABLED")
+assert h.get("ChecksumCRC32") == good, h
+wrong = base64.b64encode((zlib.crc32(payload) ^ 1).to_bytes(4, "big")).decode()
+st, data = trailer_put(ENDPOINT, os.environ["AK_A"], os.environ["SK_A"], "dept-a", "trailer/bad", payload, wrong)
+assert st == 400 and b"<Code>BadDigest</Code>" in data, (st, data)
+assert error_code(A.head_object, Bucket="dept-a", Key="trailer/bad") in ("404", "NoSuchKey")
+A.delete_object(Bucket="dept-a", Key="trailer/ok")
 
 step("delete: a bucket with objects is refused")
 assert error_code(A.delete_bucket, Bucket="dept-a") == "BucketNotEmpty"
