@@ -811,6 +811,8 @@ impl Instance {
             console_append,
             capture_image_id,
             capture_error,
+            volumes: Vec::new(),
+            volume_errors: Vec::new(),
         };
         (report, mark)
     }
@@ -996,6 +998,8 @@ impl Agent {
             .report(&AgentReport {
                 facts: self.facts.clone(),
                 instances,
+                volumes: Vec::new(),
+                backups: Vec::new(),
             })
             .await?;
         for (i, m) in insts.iter().zip(marks) {

@@ -176,6 +176,8 @@ pub fn host_facts(
         hypervisor: hypervisor.to_string(),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         simulated: false,
+        // The pool is the state directory's filesystem for now (volumes/ under it).
+        volume_pool_gib: disk_gib(state_dir),
     }
 }
 

@@ -32,6 +32,7 @@ pub fn sim_facts(n: usize) -> HostFacts {
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         simulated: true,
         console_address: format!("sim-{n}"),
+        volume_pool_gib: 0,
     }
 }
 
@@ -66,6 +67,8 @@ pub fn sim_instance_report(d: &DesiredInstance) -> InstanceReport {
             .capture_image_id
             .filter(|_| alive)
             .map(|_| "the simulated agent cannot capture images".to_string()),
+        volumes: Vec::new(),
+        volume_errors: Vec::new(),
     }
 }
 
@@ -129,6 +132,8 @@ impl SimHost {
                 let report = AgentReport {
                     facts: self.facts.clone(),
                     instances: ds.instances.iter().map(sim_instance_report).collect(),
+                    volumes: Vec::new(),
+                    backups: Vec::new(),
                 };
                 let sent = tokio::select! {
                     r = self.client.report(&report) => r,
@@ -225,6 +230,7 @@ mod tests {
             console_serial: 3,
             console_expires_at: None,
             capture_image_id: None,
+            volumes: vec![],
         };
         let r = sim_instance_report(&d);
         assert_eq!(

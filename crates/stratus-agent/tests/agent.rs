@@ -78,6 +78,7 @@ impl Fixture {
             console_serial: 0,
             console_expires_at: None,
             capture_image_id: None,
+            volumes: vec![],
         }
     }
 }

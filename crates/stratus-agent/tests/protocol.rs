@@ -131,6 +131,7 @@ async fn fake_cp() -> (Fake, String) {
         generation: 1,
         instances: vec![],
         report_interval_secs: 1,
+        ..DesiredState::default()
     });
     let f = Fake {
         cp: Arc::default(),
@@ -216,6 +217,7 @@ fn desired_instance(id: Uuid, image_id: Uuid, sha: &str) -> DesiredInstance {
         console_serial: 0,
         console_expires_at: None,
         capture_image_id: None,
+        volumes: vec![],
     }
 }
 

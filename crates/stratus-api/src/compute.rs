@@ -25,6 +25,9 @@ pub struct HostFacts {
     /// Where clients reach the instances' VNC consoles on this host.
     #[serde(default)]
     pub console_address: String,
+    /// Size of the storage pool volumes live in, GiB (0: the host has no volume pool).
+    #[serde(default)]
+    pub volume_pool_gib: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -499,6 +502,12 @@ pub struct DesiredState {
     /// Bumped whenever anything below changes.
     pub generation: i64,
     pub instances: Vec<DesiredInstance>,
+    /// Volumes in this host's storage pool.
+    #[serde(default)]
+    pub volumes: Vec<crate::DesiredVolume>,
+    /// Backup copies in this host's backup directory.
+    #[serde(default)]
+    pub backups: Vec<crate::DesiredBackup>,
     /// Seconds between reports.
     pub report_interval_secs: i64,
 }
@@ -540,6 +549,9 @@ pub struct DesiredInstance {
     pub console_expires_at: Option<DateTime<Utc>>,
     /// Make a standalone qcow2 of the (stopped) root disk and upload it as this image.
     pub capture_image_id: Option<Uuid>,
+    /// Data volumes attached to it, in the order the guest sees them.
+    #[serde(default)]
+    pub volumes: Vec<crate::DesiredAttachment>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -598,6 +610,12 @@ pub struct InstanceReport {
     pub capture_image_id: Option<Uuid>,
     #[serde(default)]
     pub capture_error: Option<String>,
+    /// Volumes attached now (a stopped instance: those its next start attaches).
+    #[serde(default)]
+    pub volumes: Vec<Uuid>,
+    /// Volumes that could not be attached or detached.
+    #[serde(default)]
+    pub volume_errors: Vec<crate::AttachmentError>,
 }
 
 /// `POST /v1/agent/report`: heartbeat, facts and the actual state of every instance the
@@ -606,6 +624,10 @@ pub struct InstanceReport {
 pub struct AgentReport {
     pub facts: HostFacts,
     pub instances: Vec<InstanceReport>,
+    #[serde(default)]
+    pub volumes: Vec<crate::VolumeReport>,
+    #[serde(default)]
+    pub backups: Vec<crate::BackupReport>,
 }
 
 // ---------------------------------------------------------------- object storage

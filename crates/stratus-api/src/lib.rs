@@ -7,7 +7,9 @@ pub mod compute;
 pub mod error;
 pub mod sigv4;
 pub mod types;
+pub mod volumes;
 
 pub use compute::*;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use types::*;
+pub use volumes::*;

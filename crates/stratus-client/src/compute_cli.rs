@@ -1106,6 +1106,7 @@ mod tests {
                 agent_version: "0.1.0".into(),
                 simulated: false,
                 console_address: "10.0.0.1".into(),
+                volume_pool_gib: 1000,
             },
             allocated_vcpus: 4,
             allocated_memory_mib: 8192,

@@ -287,6 +287,8 @@ async fn desired_state(app: &App, host: Uuid, generation: i64) -> Result<Desired
     Ok(DesiredState {
         generation,
         instances,
+        volumes: Vec::new(),
+        backups: Vec::new(),
         report_interval_secs: app.config.compute.report_interval_secs,
     })
 }

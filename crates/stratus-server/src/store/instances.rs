@@ -1120,5 +1120,6 @@ pub fn desired(row: &InstanceRow, console_password: Option<String>) -> DesiredIn
         console_serial: row.console_serial,
         console_expires_at: row.console_expires_at,
         capture_image_id: row.capture_image_id,
+        volumes: Vec::new(),
     }
 }
