@@ -37,6 +37,8 @@ pub struct Config {
     /// `tracing` filter, e.g. `info` or `stratus_server=debug`.
     pub log: String,
     pub compute: ComputeConfig,
+    /// Block storage (volumes, snapshots, backups).
+    pub storage: StorageConfig,
     /// The S3-compatible object storage endpoint.
     pub s3: S3Config,
     /// The agent `stratus serve` runs in the same process (all-in-one mode).
@@ -44,6 +46,25 @@ pub struct Config {
     /// Test instrument: named failure points to trigger (e.g. `create.schedule`). Never set
     /// in production; documented in docs/operations.md.
     pub faults: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Volume GiB that may be allocated per GiB of a host's pool (volumes are sparse: thin
+    /// provisioning, like Cinder's max_over_subscription_ratio).
+    pub volume_allocation_ratio: f64,
+    /// How often backup policies are checked for due runs, in seconds.
+    pub backup_check_secs: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            volume_allocation_ratio: 20.0,
+            backup_check_secs: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -178,6 +199,7 @@ impl Default for Config {
             bootstrap: BootstrapConfig::default(),
             log: "info".into(),
             compute: ComputeConfig::default(),
+            storage: StorageConfig::default(),
             s3: S3Config::default(),
             local_agent: LocalAgentConfig::default(),
             faults: Vec::new(),
@@ -232,6 +254,14 @@ impl Config {
         anyhow::ensure!(
             c.report_interval_secs >= 1 && c.host_down_after_secs > c.report_interval_secs,
             "compute.host_down_after_secs: must be longer than report_interval_secs (>= 1)"
+        );
+        anyhow::ensure!(
+            (0.1..=10_000.0).contains(&self.storage.volume_allocation_ratio),
+            "storage.volume_allocation_ratio: must be between 0.1 and 10000"
+        );
+        anyhow::ensure!(
+            self.storage.backup_check_secs >= 1,
+            "storage.backup_check_secs: must be at least 1"
         );
         anyhow::ensure!(
             matches!(self.local_agent.hypervisor.as_str(), "auto" | "kvm" | "tcg"),

@@ -68,6 +68,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_object_storage.sql"),
         postgres: include_str!("../migrations/postgres/0004_object_storage.sql"),
     },
+    Migration {
+        version: 5,
+        name: "volumes",
+        sqlite: include_str!("../migrations/sqlite/0005_volumes.sql"),
+        postgres: include_str!("../migrations/postgres/0005_volumes.sql"),
+    },
 ];
 
 /// Per-connection SQLite settings; only the writer switches the file to WAL.

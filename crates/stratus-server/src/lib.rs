@@ -241,6 +241,10 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .flavor_seed_builtins()
         .await
         .map_err(|e| anyhow::anyhow!("seeding flavors: {e}"))?;
+    store
+        .volume_type_seed_builtins()
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding volume types: {e}"))?;
     let calls = calllog::CallLog::open(&config.data_dir.join("logs")).await?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -295,6 +299,24 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
             tick.tick().await;
             if let Err(e) = pruner.store.token_prune().await {
                 tracing::warn!(error = %e, "cannot prune expired sessions");
+            }
+        }
+    });
+    // Backup policies: due runs start backups and prune old copies.
+    let scheduler = app.clone();
+    let mut stop_backups = tx.subscribe();
+    tokio::spawn(async move {
+        let every = Duration::from_secs(scheduler.config.storage.backup_check_secs);
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop_backups.wait_for(|s| *s) => return,
+            }
+            if let Err(e) =
+                app::volumes::backup_policies_run_due(&scheduler, chrono::Utc::now()).await
+            {
+                tracing::warn!(error = %e, "running backup policies failed");
             }
         }
     });

@@ -25,6 +25,74 @@ struct Fixture {
     join_token: String,
     /// A bucket of the project (made through the store: buckets come from the S3 endpoint).
     bucket: String,
+    /// An available volume on `host`, with an available snapshot and backup, and a backup
+    /// policy. (No agent runs here: the store marks them available, as a report would.)
+    volume: String,
+    snapshot: String,
+    backup: String,
+    policy: String,
+    store: stratus_server::store::Store,
+}
+
+async fn sql(store: &stratus_server::store::Store, q: &str, id: &str) {
+    sqlx::query(q)
+        .bind(id.to_string())
+        .execute(&store.db.write)
+        .await
+        .unwrap();
+}
+
+/// A volume of the project, available in the fixture host's pool.
+async fn fresh_volume(admin: &Client, fx: &Fixture) -> String {
+    let v: Vec<Value> = admin
+        .post(
+            "/v1/volumes",
+            &json!({"name": uniq("vol"), "project_id": fx.project, "size_gib": 1}),
+        )
+        .await
+        .unwrap();
+    let vid = id(&v[0]);
+    sqlx::query("UPDATE volumes SET status = 'available', host_id = $1 WHERE id = $2")
+        .bind(&fx.host)
+        .bind(&vid)
+        .execute(&fx.store.db.write)
+        .await
+        .unwrap();
+    vid
+}
+
+async fn fresh_snapshot(admin: &Client, fx: &Fixture, volume: &str) -> String {
+    let s: Value = admin
+        .post(
+            "/v1/snapshots",
+            &json!({"volume_id": volume, "name": uniq("snap")}),
+        )
+        .await
+        .unwrap();
+    sql(
+        &fx.store,
+        "UPDATE snapshots SET status = 'available' WHERE id = $1",
+        &id(&s),
+    )
+    .await;
+    id(&s)
+}
+
+async fn fresh_backup(admin: &Client, fx: &Fixture) -> String {
+    let b: Value = admin
+        .post(
+            "/v1/backups",
+            &json!({"volume_id": fx.volume, "name": uniq("bk")}),
+        )
+        .await
+        .unwrap();
+    sql(
+        &fx.store,
+        "UPDATE backups SET status = 'available' WHERE id = $1",
+        &id(&b),
+    )
+    .await;
+    id(&b)
 }
 
 async fn fresh_instance(admin: &Client, fx: &Fixture) -> String {
@@ -382,6 +450,124 @@ async fn request_for(
             format!("/v1/buckets/{}/quota", fx.bucket),
             Some(json!({"bytes": 1})),
         ),
+        "volume_type_list" => (M::GET, "/v1/volume-types".into(), None),
+        "volume_type_create" => (
+            M::POST,
+            "/v1/volume-types".into(),
+            Some(json!({"name": uniq("t"), "max_iops": 100, "max_mbps": 10})),
+        ),
+        "volume_type_delete" => {
+            let t: Value = admin
+                .post(
+                    "/v1/volume-types",
+                    &json!({"name": uniq("t"), "max_iops": 100, "max_mbps": 10}),
+                )
+                .await
+                .unwrap();
+            (M::DELETE, format!("/v1/volume-types/{}", id(&t)), None)
+        }
+        "volume_list" => (M::GET, "/v1/volumes".into(), None),
+        // No host is up: the new volume goes to `error` (still a 202 to those who may).
+        "volume_create" => (
+            M::POST,
+            "/v1/volumes".into(),
+            Some(json!({"name": uniq("vol"), "project_id": fx.project, "size_gib": 1})),
+        ),
+        "volume_view" => (M::GET, format!("/v1/volumes/{}", fx.volume), None),
+        "volume_update" => (
+            M::PATCH,
+            format!("/v1/volumes/{}", fx.volume),
+            Some(json!({"description": "x"})),
+        ),
+        "volume_delete" => (
+            M::DELETE,
+            format!("/v1/volumes/{}", fresh_volume(admin, fx).await),
+            None,
+        ),
+        // The instance has no host and is in error: those who may attach get 409.
+        "volume_attach" => (
+            M::POST,
+            format!("/v1/volumes/{}/attach", fx.volume),
+            Some(json!({"instance_id": fx.instance})),
+        ),
+        // Not attached: 409 for those who may detach.
+        "volume_detach" => (
+            M::POST,
+            format!("/v1/volumes/{}/detach", fx.volume),
+            Some(json!({})),
+        ),
+        "volume_extend" => (
+            M::POST,
+            format!("/v1/volumes/{}/extend", fresh_volume(admin, fx).await),
+            Some(json!({"size_gib": 2})),
+        ),
+        "volume_revert" => {
+            let v = fresh_volume(admin, fx).await;
+            let s = fresh_snapshot(admin, fx, &v).await;
+            (
+                M::POST,
+                format!("/v1/volumes/{v}/revert"),
+                Some(json!({"snapshot_id": s})),
+            )
+        }
+        "snapshot_list" => (M::GET, "/v1/snapshots".into(), None),
+        "snapshot_create" => (
+            M::POST,
+            "/v1/snapshots".into(),
+            Some(json!({"volume_id": fx.volume, "name": uniq("snap")})),
+        ),
+        "snapshot_view" => (M::GET, format!("/v1/snapshots/{}", fx.snapshot), None),
+        "snapshot_update" => (
+            M::PATCH,
+            format!("/v1/snapshots/{}", fx.snapshot),
+            Some(json!({"description": "x"})),
+        ),
+        "snapshot_delete" => (
+            M::DELETE,
+            format!(
+                "/v1/snapshots/{}",
+                fresh_snapshot(admin, fx, &fx.volume).await
+            ),
+            None,
+        ),
+        "backup_list" => (M::GET, "/v1/backups".into(), None),
+        "backup_create" => (
+            M::POST,
+            "/v1/backups".into(),
+            Some(json!({"volume_id": fx.volume, "name": uniq("bk")})),
+        ),
+        "backup_view" => (M::GET, format!("/v1/backups/{}", fx.backup), None),
+        "backup_delete" => (
+            M::DELETE,
+            format!("/v1/backups/{}", fresh_backup(admin, fx).await),
+            None,
+        ),
+        "backup_policy_list" => (M::GET, "/v1/backup-policies".into(), None),
+        "backup_policy_create" => (
+            M::POST,
+            "/v1/backup-policies".into(),
+            Some(
+                json!({"project_id": fx.project, "name": uniq("bp"), "interval_hours": 24, "keep": 3}),
+            ),
+        ),
+        "backup_policy_view" => (M::GET, format!("/v1/backup-policies/{}", fx.policy), None),
+        "backup_policy_update" => (
+            M::PATCH,
+            format!("/v1/backup-policies/{}", fx.policy),
+            Some(json!({"keep": 4})),
+        ),
+        "backup_policy_delete" => {
+            let bp: Value = admin
+                .post("/v1/backup-policies", &json!({"project_id": fx.project, "name": uniq("bp"), "interval_hours": 24, "keep": 3}))
+                .await
+                .unwrap();
+            (M::DELETE, format!("/v1/backup-policies/{}", id(&bp)), None)
+        }
+        "backup_policy_run" => (
+            M::POST,
+            format!("/v1/backup-policies/{}/run", fx.policy),
+            None,
+        ),
         "health_view" => (M::GET, "/healthz".into(), None),
         "metrics_view" => (M::GET, "/metrics".into(), None),
         _ => return None,
@@ -438,6 +624,11 @@ async fn authorization_matrix_matches_the_golden_file() {
         keypair: id(&kp),
         join_token: token["token"].as_str().unwrap().to_string(),
         bucket: String::new(),
+        volume: String::new(),
+        snapshot: String::new(),
+        backup: String::new(),
+        policy: String::new(),
+        store: ts.server.as_ref().unwrap().app.store.clone(),
     };
     {
         let store = &ts.server.as_ref().unwrap().app.store;
@@ -453,6 +644,24 @@ async fn authorization_matrix_matches_the_golden_file() {
     }
     fx.host = fresh_host(&fx).await;
     fx.instance = fresh_instance(&admin, &fx).await;
+    sql(
+        &fx.store,
+        "UPDATE hosts SET volume_pool_gib = 1000 WHERE id = $1",
+        &fx.host,
+    )
+    .await;
+    fx.volume = fresh_volume(&admin, &fx).await;
+    fx.snapshot = fresh_snapshot(&admin, &fx, &fx.volume).await;
+    fx.backup = fresh_backup(&admin, &fx).await;
+    let bp: Value = admin
+        .post(
+            "/v1/backup-policies",
+            &json!({"project_id": fx.project, "name": "nightly", "interval_hours": 24, "keep": 3,
+                "volume_ids": [fx.volume]}),
+        )
+        .await
+        .unwrap();
+    fx.policy = id(&bp);
     // Callers: name → how to log in.
     let mut logins: Vec<(&str, Option<(String, String)>)> = vec![
         ("anonymous", None),

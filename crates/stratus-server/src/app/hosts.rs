@@ -275,6 +275,7 @@ pub async fn agent_desired(app: &App, host: Uuid, after: i64) -> Result<DesiredS
 
 async fn desired_state(app: &App, host: Uuid, generation: i64) -> Result<DesiredState> {
     let rows = app.store.instance_rows_on_host(host).await?;
+    let mut attachments = app.store.attachments_on_host(host).await?;
     let now = Utc::now();
     let mut instances = Vec::with_capacity(rows.len());
     for r in &rows {
@@ -282,13 +283,23 @@ async fn desired_state(app: &App, host: Uuid, generation: i64) -> Result<Desired
             (Some(sealed), Some(exp)) if exp > now => app.secrets.unseal(sealed).ok(),
             _ => None,
         };
-        instances.push(crate::store::desired(r, password));
+        let mut d = crate::store::desired(r, password);
+        d.volumes = attachments.remove(&r.api.id).unwrap_or_default();
+        instances.push(d);
     }
+    let mut snapshots = app.store.snapshot_ids_on_host(host).await?;
+    let volumes = app
+        .store
+        .volume_rows_on_host(host)
+        .await?
+        .iter()
+        .map(|v| crate::store::desired_volume(v, snapshots.remove(&v.api.id).unwrap_or_default()))
+        .collect();
     Ok(DesiredState {
         generation,
         instances,
-        volumes: Vec::new(),
-        backups: Vec::new(),
+        volumes,
+        backups: app.store.backups_on_host(host).await?,
         report_interval_secs: app.config.compute.report_interval_secs,
     })
 }
@@ -304,10 +315,16 @@ pub async fn agent_report(app: &App, host: Uuid, r: AgentReport) -> Result<()> {
         .map(|row| (row.api.id, row))
         .collect();
     let mut wake = false;
+    app.store
+        .host_pool_update(host, r.facts.volume_pool_gib)
+        .await?;
     for ir in &r.instances {
         let Some(row) = rows.get(&ir.id) else {
             continue;
         };
+        if app.store.attachments_observe(ir.id, ir).await? {
+            wake = true;
+        }
         if let Some(text) = ir.console_append.as_deref().filter(|t| !t.is_empty()) {
             app.store.instance_console_append(ir.id, text).await?;
         }
@@ -342,6 +359,25 @@ pub async fn agent_report(app: &App, host: Uuid, r: AgentReport) -> Result<()> {
             Observed::Updated | Observed::Nothing => {}
         }
     }
+    if !r.volumes.is_empty() {
+        let volumes: HashMap<Uuid, _> = app
+            .store
+            .volume_rows_on_host(host)
+            .await?
+            .into_iter()
+            .map(|v| (v.api.id, v))
+            .collect();
+        for vr in &r.volumes {
+            if let Some(row) = volumes.get(&vr.id) {
+                app.store.volume_observe(row, vr).await?;
+                // A volume that went (or whose snapshots went) changes the desired state.
+                if row.deleted || row.api.status == stratus_api::VolumeStatus::Deleting {
+                    wake = true;
+                }
+            }
+        }
+    }
+    app.store.backups_observe(host, &r.backups).await?;
     if wake {
         app.hub.notify(host);
     }

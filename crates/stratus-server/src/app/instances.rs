@@ -93,7 +93,7 @@ async fn resolve_flavor(
 }
 
 /// An active image by id or name that the project may boot.
-async fn resolve_image(
+pub(crate) async fn resolve_image(
     app: &App,
     p: &Principal,
     key: &str,
@@ -338,7 +338,9 @@ pub async fn instance_list(
 }
 
 pub async fn instance_view(app: &App, p: &Principal, id: Uuid) -> Result<Instance> {
-    Ok(instance_visible(app, p, id).await?.0.api)
+    let mut i = instance_visible(app, p, id).await?.0.api;
+    i.volumes = app.store.volume_ids_of_instance(id).await?;
+    Ok(i)
 }
 
 pub async fn instance_update(

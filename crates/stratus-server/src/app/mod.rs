@@ -15,6 +15,7 @@ pub mod projects;
 pub mod quotas;
 pub mod users;
 pub mod vdcs;
+pub mod volumes;
 
 use std::sync::Arc;
 

@@ -7,6 +7,7 @@ pub mod compute;
 pub mod extract;
 pub mod identity;
 pub mod storage;
+pub mod volumes;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,7 +36,7 @@ use extract::Authenticated;
 #[openapi(
     info(
         title = "Stratus API",
-        description = "Stratus government cloud platform: identity, tenancy (organizations, VDCs, projects), quotas, audit and compute. \
+        description = "Stratus government cloud platform: identity, tenancy (organizations, VDCs, projects), quotas, audit, compute and block storage. \
                        Authenticate with `Authorization: Bearer <token>` from `auth_login`, or sign requests with an access key \
                        (AWS4-HMAC-SHA256, service `stratus`). Errors: `{\"error\": {\"code\", \"message\", \"request_id\"}}`."
     ),
@@ -54,6 +55,9 @@ use extract::Authenticated;
         (name = "images", description = "Images (IMS): upload, convert, download, share"),
         (name = "keypairs", description = "SSH key pairs for instances"),
         (name = "instances", description = "Virtual machines (ECS) and their lifecycle"),
+        (name = "volumes", description = "Block storage (EVS): volume types, volumes, attach/detach, extend, revert"),
+        (name = "snapshots", description = "Volume snapshots"),
+        (name = "backups", description = "Volume backups and backup policies"),
         (name = "buckets", description = "Object storage buckets: usage and quotas (data through the S3 endpoint)"),
         (name = "agent", description = "The host agents' protocol (host credentials, not user tokens)"),
         (name = "system", description = "Health, metrics and consistency checks")
@@ -142,6 +146,39 @@ fn api_router() -> OpenApiRouter<AppRef> {
         .routes(routes!(compute::instance_remote_console))
         .routes(routes!(compute::instance_metrics))
         .routes(routes!(compute::instance_image_create))
+        .routes(routes!(
+            volumes::volume_type_list,
+            volumes::volume_type_create
+        ))
+        .routes(routes!(volumes::volume_type_delete))
+        .routes(routes!(volumes::volume_list, volumes::volume_create))
+        .routes(routes!(
+            volumes::volume_view,
+            volumes::volume_update,
+            volumes::volume_delete
+        ))
+        .routes(routes!(volumes::volume_attach))
+        .routes(routes!(volumes::volume_detach))
+        .routes(routes!(volumes::volume_extend))
+        .routes(routes!(volumes::volume_revert))
+        .routes(routes!(volumes::snapshot_list, volumes::snapshot_create))
+        .routes(routes!(
+            volumes::snapshot_view,
+            volumes::snapshot_update,
+            volumes::snapshot_delete
+        ))
+        .routes(routes!(volumes::backup_list, volumes::backup_create))
+        .routes(routes!(volumes::backup_view, volumes::backup_delete))
+        .routes(routes!(
+            volumes::backup_policy_list,
+            volumes::backup_policy_create
+        ))
+        .routes(routes!(
+            volumes::backup_policy_view,
+            volumes::backup_policy_update,
+            volumes::backup_policy_delete
+        ))
+        .routes(routes!(volumes::backup_policy_run))
         .routes(routes!(storage::bucket_list))
         .routes(routes!(storage::bucket_view))
         .routes(routes!(storage::bucket_quota_update))

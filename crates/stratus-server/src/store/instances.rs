@@ -992,7 +992,7 @@ async fn instance_get_tx(tx: &mut Tx, id: Uuid) -> Result<Option<InstanceRow>> {
     row.map(|r| row_to_instance(&r)).transpose()
 }
 
-async fn vdc_chain_tx(tx: &mut Tx, vdc: Uuid) -> Result<Vec<Uuid>> {
+pub(crate) async fn vdc_chain_tx(tx: &mut Tx, vdc: Uuid) -> Result<Vec<Uuid>> {
     let rows: Vec<(String,)> = sqlx::query_as(
         "SELECT ancestor_id FROM vdc_closure WHERE descendant_id = $1 ORDER BY distance",
     )
@@ -1017,6 +1017,7 @@ async fn finalize_delete(tx: &mut Tx, row: &InstanceRow) -> Result<()> {
     if let (Some(h), true) = (row.api.host_id, row.host_held) {
         Store::host_release(tx, &h.to_string(), row.flavor().footprint()).await?;
     }
+    super::volumes::detach_all_tx(tx, id).await?;
     for table in ["instance_consoles"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE instance_id = $1"))
             .bind(id.to_string())
@@ -1084,11 +1085,25 @@ pub(crate) async fn metering(
     event: &str,
     attrs: serde_json::Value,
 ) -> Result<()> {
+    metering_event(tx, "instance", id, project, vdc, event, attrs).await
+}
+
+/// A lifecycle event of any resource, for metering (话单) to consume.
+pub(crate) async fn metering_event(
+    tx: &mut Tx,
+    resource_type: &str,
+    id: Uuid,
+    project: Uuid,
+    vdc: Uuid,
+    event: &str,
+    attrs: serde_json::Value,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO metering_events (at, resource_type, resource_id, project_id, vdc_id, event, attrs) \
-         VALUES ($1, 'instance', $2, $3, $4, $5, $6)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(now_text())
+    .bind(resource_type)
     .bind(id.to_string())
     .bind(project.to_string())
     .bind(vdc.to_string())

@@ -17,6 +17,7 @@ mod settings;
 mod tokens;
 mod users;
 mod vdcs;
+mod volumes;
 
 pub use access_keys::AccessKeyRow;
 pub use audit::AuditRecord;
@@ -33,6 +34,10 @@ pub use objects::{
 pub use quotas::QuotaDelta;
 pub use tokens::SessionRow;
 pub use users::{NewUser, UserRow};
+pub use volumes::{
+    desired_volume, volume_serial, NewVolume, Placement, SnapshotRow, VolumeQuery, VolumeRow,
+    BUILTIN_VOLUME_TYPES, MAX_ATTACHMENTS, MAX_INSTANCE_VOLUMES, MAX_SNAPSHOTS,
+};
 
 use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -382,7 +387,11 @@ sortable!(
     stratus_api::Project,
     stratus_api::User,
     stratus_api::Instance,
-    stratus_api::Image
+    stratus_api::Image,
+    stratus_api::Volume,
+    stratus_api::Snapshot,
+    stratus_api::Backup,
+    stratus_api::BackupPolicy
 );
 
 /// True when the error is a unique-constraint violation (on either backend).

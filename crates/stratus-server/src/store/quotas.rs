@@ -271,6 +271,14 @@ impl Store {
             counted.insert((pid.clone(), QuotaResource::Vcpus.as_str().into()), vcpus);
             counted.insert((pid, QuotaResource::MemoryGib.as_str().into()), mem);
         }
+        let (volumes, snapshots) = self.volume_usage().await?;
+        for (pid, n, gib) in volumes {
+            counted.insert((pid.clone(), QuotaResource::Volumes.as_str().into()), n);
+            counted.insert((pid, QuotaResource::StorageGib.as_str().into()), gib);
+        }
+        for (pid, n) in snapshots {
+            counted.insert((pid, QuotaResource::Snapshots.as_str().into()), n);
+        }
         for (pid, n) in self.image_usage().await? {
             counted.insert((pid, QuotaResource::Images.as_str().into()), n);
         }
