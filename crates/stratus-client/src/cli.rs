@@ -87,6 +87,18 @@ pub enum Command {
     /// Compute hosts and join tokens (operators).
     #[command(subcommand)]
     Host(HostCmd),
+    /// Block storage volumes (EVS): create, attach, extend, revert, types.
+    #[command(subcommand)]
+    Volume(crate::volume_cli::VolumeCmd),
+    /// Volume snapshots.
+    #[command(subcommand)]
+    Snapshot(crate::volume_cli::SnapshotCmd),
+    /// Volume backups: make, restore, delete.
+    #[command(subcommand)]
+    Backup(crate::volume_cli::BackupCmd),
+    /// Scheduled backups that keep a number of copies.
+    #[command(subcommand)]
+    BackupPolicy(crate::volume_cli::BackupPolicyCmd),
     /// Object storage buckets: usage and quotas (data goes through the S3 endpoint).
     #[command(subcommand)]
     Bucket(compute_cli::BucketCmd),
@@ -1091,6 +1103,10 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
         Command::Keypair(cmd) => compute_cli::keypair(&c, &out, cmd).await?,
         Command::Host(cmd) => compute_cli::host(&c, &out, cmd).await?,
         Command::Bucket(cmd) => compute_cli::bucket(&c, &out, cmd).await?,
+        Command::Volume(cmd) => crate::volume_cli::volume(&c, &out, cmd).await?,
+        Command::Snapshot(cmd) => crate::volume_cli::snapshot(&c, &out, cmd).await?,
+        Command::Backup(cmd) => crate::volume_cli::backup(&c, &out, cmd).await?,
+        Command::BackupPolicy(cmd) => crate::volume_cli::backup_policy(&c, &out, cmd).await?,
         Command::Check => {
             let r: ConsistencyReport = c.get("/v1/system/quota-consistency", &[]).await?;
             if out.format == Format::Table {

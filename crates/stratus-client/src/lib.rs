@@ -6,5 +6,6 @@ pub mod client;
 pub mod compute_cli;
 pub mod output;
 pub mod settings;
+pub mod volume_cli;
 
 pub use client::{Auth, Client, ClientError};

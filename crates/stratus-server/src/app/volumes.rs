@@ -80,7 +80,7 @@ async fn resolve_type(app: &App, key: Option<&str>) -> Result<VolumeType> {
         .ok_or_else(|| {
             Error::invalid(
                 "volume_type",
-                &format!("no volume type {key:?} (see `stratus volume type-list`)"),
+                &format!("no volume type {key:?} (see `stratus volume types`)"),
             )
         })
 }
