@@ -14,7 +14,11 @@ use stratus_client::Client;
 
 fn tiny_image() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/images/tiny.qcow2");
-    assert!(p.exists(), "{} is missing: run scripts/build-tiny-image", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/build-tiny-image",
+        p.display()
+    );
     p
 }
 
@@ -68,7 +72,11 @@ async fn shell(ts: &TestServer, admin: &Client, vm: &str) -> SerialShell {
     })
     .await;
     let simple = vm.replace('-', "");
-    let sock = ts.dir.join("agent").join("s").join(format!("{simple}.serial"));
+    let sock = ts
+        .dir
+        .join("agent")
+        .join("s")
+        .join(format!("{simple}.serial"));
     SerialShell::connect(&sock).await.unwrap()
 }
 
@@ -83,7 +91,10 @@ async fn device(sh: &mut SerialShell, serial: &str) -> String {
         if let Some(d) = out.lines().map(str::trim).find(|l| l.starts_with("vd")) {
             return d.to_string();
         }
-        assert!(Instant::now() < deadline, "no disk with serial {serial} in the guest");
+        assert!(
+            Instant::now() < deadline,
+            "no disk with serial {serial} in the guest"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
@@ -107,7 +118,10 @@ async fn setup(ts: &TestServer) -> (Client, Tree) {
         .await
         .unwrap();
     let img: Value = admin
-        .post("/v1/images", &json!({"name": "tiny", "disk_format": "qcow2"}))
+        .post(
+            "/v1/images",
+            &json!({"name": "tiny", "disk_format": "qcow2"}),
+        )
         .await
         .unwrap();
     let (st, v) = upload(&admin, &id(&img), std::fs::read(tiny_image()).unwrap()).await;
@@ -146,7 +160,12 @@ async fn new_volume(admin: &Client, t: &Tree, name: &str, gib: i64, tier: &str) 
 
 async fn attach(admin: &Client, vol: &str, vm: &str) -> Duration {
     let started = Instant::now();
-    post(admin, &format!("/v1/volumes/{vol}/attach"), json!({"instance_id": vm})).await;
+    post(
+        admin,
+        &format!("/v1/volumes/{vol}/attach"),
+        json!({"instance_id": vm}),
+    )
+    .await;
     settle(admin, &format!("/v1/volumes/{vol}"), "in_use").await;
     started.elapsed()
 }
@@ -184,7 +203,10 @@ async fn volumes_attach_move_grow_snapshot_revert_and_restore_in_real_guests() {
     let took = attach(&admin, &vid, &vm1).await;
     eprintln!("attach (API call to in_use): {took:?}");
     let d1 = device(&mut sh1, &serial).await;
-    assert_eq!(run(&mut sh1, &format!("cat /sys/block/{d1}/size")).await, "2097152");
+    assert_eq!(
+        run(&mut sh1, &format!("cat /sys/block/{d1}/size")).await,
+        "2097152"
+    );
     run(
         &mut sh1,
         &format!("printf hello-stratus > /tmp/m; dd if=/tmp/m of=/dev/{d1} bs=4096 conv=sync oflag=direct 2>/dev/null; sync"),
@@ -194,15 +216,26 @@ async fn volumes_attach_move_grow_snapshot_revert_and_restore_in_real_guests() {
     // Detach: gone from the first guest; attach to the second: the same data.
     let took = detach(&admin, &vid).await;
     eprintln!("detach (API call to available): {took:?}");
-    assert_eq!(run(&mut sh1, &format!("ls /sys/block | grep -c {d1} || true")).await, "0");
+    assert_eq!(
+        run(&mut sh1, &format!("ls /sys/block | grep -c {d1} || true")).await,
+        "0"
+    );
     attach(&admin, &vid, &vm2).await;
     let d2 = device(&mut sh2, &serial).await;
     assert_eq!(head(&mut sh2, &d2, 13).await, "hello-stratus");
-    let shown: Value = admin.get(&format!("/v1/instances/{vm2}"), &[]).await.unwrap();
+    let shown: Value = admin
+        .get(&format!("/v1/instances/{vm2}"), &[])
+        .await
+        .unwrap();
     assert_eq!(shown["volumes"], json!([vid]));
 
     // Grow online: the guest sees 2 GiB without a reboot.
-    post(&admin, &format!("/v1/volumes/{vid}/extend"), json!({"size_gib": 2})).await;
+    post(
+        &admin,
+        &format!("/v1/volumes/{vid}/extend"),
+        json!({"size_gib": 2}),
+    )
+    .await;
     settle(&admin, &format!("/v1/volumes/{vid}"), "in_use").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while run(&mut sh2, &format!("cat /sys/block/{d2}/size")).await != "4194304" {
@@ -211,7 +244,12 @@ async fn volumes_attach_move_grow_snapshot_revert_and_restore_in_real_guests() {
     }
 
     // Snapshot while attached, change the data, detach, revert: the old data is back.
-    let s = post(&admin, "/v1/snapshots", json!({"volume_id": vid, "name": "good"})).await;
+    let s = post(
+        &admin,
+        "/v1/snapshots",
+        json!({"volume_id": vid, "name": "good"}),
+    )
+    .await;
     settle(&admin, &format!("/v1/snapshots/{}", id(&s)), "available").await;
     run(
         &mut sh2,
@@ -220,7 +258,12 @@ async fn volumes_attach_move_grow_snapshot_revert_and_restore_in_real_guests() {
     .await;
     assert_eq!(head(&mut sh2, &d2, 13).await, "broken-data!!");
     detach(&admin, &vid).await;
-    post(&admin, &format!("/v1/volumes/{vid}/revert"), json!({"snapshot_id": id(&s)})).await;
+    post(
+        &admin,
+        &format!("/v1/volumes/{vid}/revert"),
+        json!({"snapshot_id": id(&s)}),
+    )
+    .await;
     settle(&admin, &format!("/v1/volumes/{vid}"), "available").await;
     attach(&admin, &vid, &vm2).await;
     let d2 = device(&mut sh2, &serial).await;
@@ -236,7 +279,8 @@ async fn volumes_attach_move_grow_snapshot_revert_and_restore_in_real_guests() {
     .await;
     let app = ts.server.as_ref().unwrap().app.clone();
     for day in 0..3 {
-        let now = chrono::Utc::now() + chrono::Duration::hours(24 * day) + chrono::Duration::minutes(1);
+        let now =
+            chrono::Utc::now() + chrono::Duration::hours(24 * day) + chrono::Duration::minutes(1);
         let run = stratus_server::app::volumes::backup_policies_run_due(&app, now)
             .await
             .unwrap();
@@ -253,7 +297,10 @@ async fn volumes_attach_move_grow_snapshot_revert_and_restore_in_real_guests() {
     }
     let backups: Value = wait("pruning to two copies", 60, || async {
         let page: Value = admin
-            .get("/v1/backups", &[("policy_id", id(&bp)), ("sort", "-created_at".into())])
+            .get(
+                "/v1/backups",
+                &[("policy_id", id(&bp)), ("sort", "-created_at".into())],
+            )
             .await
             .unwrap();
         (page["items"].as_array().unwrap().len() == 2).then_some(page)
@@ -273,10 +320,16 @@ async fn volumes_attach_move_grow_snapshot_revert_and_restore_in_real_guests() {
     attach(&admin, &rid, &vm1).await;
     let dr = device(&mut sh1, &rid.replace('-', "")[..20]).await;
     assert_eq!(head(&mut sh1, &dr, 13).await, "hello-stratus");
-    assert_eq!(run(&mut sh1, &format!("cat /sys/block/{dr}/size")).await, "4194304");
+    assert_eq!(
+        run(&mut sh1, &format!("cat /sys/block/{dr}/size")).await,
+        "4194304"
+    );
 
     // Bad input on real resources: a volume in use cannot go; a detached one can.
-    let e = admin.delete(&format!("/v1/volumes/{vid}")).await.unwrap_err();
+    let e = admin
+        .delete(&format!("/v1/volumes/{vid}"))
+        .await
+        .unwrap_err();
     assert_eq!(e.status, 409);
 
     // Clean up: instances first (their volumes detach), then volumes and backups.
@@ -299,7 +352,10 @@ async fn volumes_attach_move_grow_snapshot_revert_and_restore_in_real_guests() {
             .unwrap();
     }
     for b in backups["items"].as_array().unwrap() {
-        admin.delete(&format!("/v1/backups/{}", id(b))).await.unwrap();
+        admin
+            .delete(&format!("/v1/backups/{}", id(b)))
+            .await
+            .unwrap();
     }
     for v in [&vid, &rid] {
         gone(&admin, &format!("/v1/volumes/{v}")).await;
@@ -312,7 +368,10 @@ async fn volumes_attach_move_grow_snapshot_revert_and_restore_in_real_guests() {
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "files left in the pool: {left:?}");
-    let report: Value = admin.get("/v1/system/quota-consistency", &[]).await.unwrap();
+    let report: Value = admin
+        .get("/v1/system/quota-consistency", &[])
+        .await
+        .unwrap();
     assert_eq!(report["mismatches"], json!([]), "{report}");
     ts.stop().await;
 }
@@ -336,7 +395,11 @@ async fn io_tiers_are_enforced_on_the_running_guest() {
         let dev = device(&mut sh, &vid.replace('-', "")[..20]).await;
         // QEMU's throttle lets a one-second burst through; 4 s of random reads after a 1 s
         // warm-up show the sustained rate.
-        run(&mut sh, &format!("stratus-io /dev/{dev} randread 4096 1 >/dev/null")).await;
+        run(
+            &mut sh,
+            &format!("stratus-io /dev/{dev} randread 4096 1 >/dev/null"),
+        )
+        .await;
         let out = run(&mut sh, &format!("stratus-io /dev/{dev} randread 4096 4")).await;
         let iops: f64 = out
             .split_whitespace()

@@ -1,0 +1,171 @@
+//! What the benchmarks that run a whole control plane share: arguments, a configuration
+//! on a fresh data directory, a small API client, latency rows, and the tiny guest set-up.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use stratus_server::Config;
+
+pub const ADMIN_PW: &str = "Bench-Passw0rd1";
+
+pub struct Row {
+    pub name: String,
+    pub latencies: Vec<Duration>,
+    pub wall: Duration,
+}
+
+impl Row {
+    pub fn pct(&self, p: f64) -> f64 {
+        let mut v = self.latencies.clone();
+        v.sort();
+        v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
+    }
+    pub fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64()
+    }
+}
+
+pub fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+pub fn config(dir: &Path, database: &str) -> anyhow::Result<Config> {
+    let mut cfg = Config {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir: dir.to_path_buf(),
+        database: database.into(),
+        ..Config::default()
+    };
+    cfg.rate_limit.requests_per_second = 0.0;
+    cfg.local_agent.enabled = false;
+    cfg.bootstrap.admin_password = Some(ADMIN_PW.into());
+    cfg.bootstrap.secadmin_password = Some("Secur1ty-Passw0rd".into());
+    cfg.bootstrap.auditor_password = Some("Check3r-Passw0rd".into());
+    Ok(cfg)
+}
+
+/// A small API client on a shared connection pool.
+#[derive(Clone)]
+pub struct Api {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub token: String,
+}
+
+impl Api {
+    pub async fn login(url: &str) -> anyhow::Result<Api> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()?;
+        let r: Value = http
+            .post(format!("{url}/v1/auth/login"))
+            .json(&json!({"name": "admin", "password": ADMIN_PW}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(Api {
+            http,
+            url: url.into(),
+            token: r["token"].as_str().unwrap_or_default().into(),
+        })
+    }
+    pub async fn call(
+        &self,
+        m: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = self
+            .http
+            .request(m, format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await?;
+        let status = r.status();
+        let bytes = r.bytes().await?;
+        anyhow::ensure!(
+            status.is_success(),
+            "{path}: {status} {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+    pub async fn upload(&self, image: &str, data: Vec<u8>) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .put(format!("{}/v1/images/{image}/file", self.url))
+            .bearer_auth(&self.token)
+            .body(data)
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        anyhow::ensure!(status.is_success(), "upload: {v}");
+        Ok(v)
+    }
+    pub async fn project(&self) -> anyhow::Result<String> {
+        let org = self
+            .post("/v1/organizations", json!({"name": "bench"}))
+            .await?;
+        let vdc = self
+            .post("/v1/vdcs", json!({"org_id": org["id"], "name": "bench"}))
+            .await?;
+        let p = self
+            .post(
+                "/v1/projects",
+                json!({"vdc_id": vdc["id"], "name": "bench"}),
+            )
+            .await?;
+        Ok(p["id"].as_str().unwrap_or_default().into())
+    }
+}
+
+/// The tiny flavor and image, and the local host up: what a real-guest benchmark needs.
+pub async fn tiny_guest_setup(api: &Api, image: &Path) -> anyhow::Result<()> {
+    api.post(
+        "/v1/flavors",
+        json!({"name": "tiny.1c256m", "vcpus": 1, "memory_mib": 256, "disk_gib": 1}),
+    )
+    .await?;
+    let img = api
+        .post(
+            "/v1/images",
+            json!({"name": "tiny", "disk_format": "qcow2"}),
+        )
+        .await?;
+    api.upload(
+        img["id"].as_str().unwrap_or_default(),
+        std::fs::read(image)?,
+    )
+    .await?;
+    let t = Instant::now();
+    while api
+        .get("/v1/hosts")
+        .await?
+        .as_array()
+        .is_none_or(|h| h.iter().all(|h| h["state"] != "up"))
+    {
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(120),
+            "the local agent did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
