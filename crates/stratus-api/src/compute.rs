@@ -344,8 +344,10 @@ pub struct Instance {
     pub key_name: Option<String>,
     /// Private addresses (once networks exist).
     pub addresses: Vec<String>,
-    /// Attached volume ids (once block storage exists).
+    /// Attached data volume ids, in the order the guest sees them.
     pub volumes: Vec<Uuid>,
+    /// The volume it boots from (its root disk), if it does not boot from an image copy.
+    pub boot_volume_id: Option<Uuid>,
     pub launched_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -361,8 +363,16 @@ pub struct InstanceCreate {
     pub project_id: Uuid,
     /// Flavor id or name.
     pub flavor: String,
-    /// Image id or name.
+    /// Image id or name (not with `boot_volume_id`).
+    #[serde(default)]
     pub image: String,
+    /// Boot from this volume (made from an image) instead of a copy of an image: the
+    /// volume is the root disk and outlives the instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_volume_id: Option<Uuid>,
+    /// Data volumes attached from the first boot (same project; `count` must be 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_ids: Vec<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability_zone: Option<String>,
     /// Key pair name in the project.
@@ -552,6 +562,10 @@ pub struct DesiredInstance {
     /// Data volumes attached to it, in the order the guest sees them.
     #[serde(default)]
     pub volumes: Vec<crate::DesiredAttachment>,
+    /// Boot from this volume of the host's pool (then `image_id` is not used and the root
+    /// disk is not resized).
+    #[serde(default)]
+    pub boot_volume: Option<crate::DesiredAttachment>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

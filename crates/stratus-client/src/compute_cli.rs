@@ -101,9 +101,15 @@ pub enum ServerCmd {
         /// Flavor name or id.
         #[arg(long)]
         flavor: String,
-        /// Image name or id.
-        #[arg(long)]
+        /// Image name or id (or --boot-volume).
+        #[arg(long, default_value = "")]
         image: String,
+        /// Boot from this volume (made with `volume create --image`) instead of an image copy.
+        #[arg(long, conflicts_with = "image")]
+        boot_volume: Option<Uuid>,
+        /// Data volumes to attach from the first boot (repeatable).
+        #[arg(long = "volume")]
+        volumes: Vec<Uuid>,
         #[arg(long)]
         name: String,
         #[arg(long, default_value = "")]
@@ -425,6 +431,8 @@ pub(crate) async fn server(c: &Client, out: &Out, cmd: ServerCmd) -> anyhow::Res
             count,
             az,
             wait,
+            boot_volume,
+            volumes,
         } => {
             let user_data = match user_data_file {
                 Some(f) => Some(
@@ -439,6 +447,8 @@ pub(crate) async fn server(c: &Client, out: &Out, cmd: ServerCmd) -> anyhow::Res
                 project_id: project,
                 flavor,
                 image,
+                boot_volume_id: boot_volume,
+                volume_ids: volumes,
                 availability_zone: az,
                 key_name,
                 user_data,

@@ -68,6 +68,8 @@ CREATE INDEX volumes_project_name ON volumes (project_id, name, id);
 CREATE TABLE volume_attachments (
     volume_id TEXT NOT NULL REFERENCES volumes(id),
     instance_id TEXT NOT NULL,
+    -- 1: the instance's root disk (boot from volume); it stays until the instance goes.
+    boot BIGINT NOT NULL DEFAULT 0,
     -- 'attaching', 'attached' or 'detaching'.
     state TEXT NOT NULL,
     serial TEXT NOT NULL,
@@ -79,6 +81,9 @@ CREATE TABLE volume_attachments (
     PRIMARY KEY (volume_id, instance_id)
 );
 CREATE INDEX volume_attachments_instance ON volume_attachments (instance_id);
+
+-- Instances that boot from a volume (their root disk is that volume).
+ALTER TABLE instances ADD COLUMN boot_volume_id TEXT;
 
 CREATE TABLE snapshots (
     id TEXT PRIMARY KEY,

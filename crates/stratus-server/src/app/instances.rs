@@ -186,20 +186,38 @@ pub async fn instance_create(
         project.id,
     )?;
     let flavor = resolve_flavor(app, p, &b.flavor, &chain).await?;
-    let image = resolve_image(app, p, &b.image, project.id).await?;
-    let image_min = image
-        .api
-        .min_disk_gib
-        .max((image.api.virtual_size_bytes + (1 << 30) - 1) >> 30);
-    if flavor.disk_gib < image_min {
-        return Err(Error::invalid(
-            "flavor",
-            &format!(
-                "{} has a {} GiB root disk; image {} needs at least {image_min} GiB",
-                flavor.name, flavor.disk_gib, image.api.name
-            ),
-        ));
-    }
+    let volumes = super::volumes::boot_volumes(app, p, &b, project.id, count).await?;
+    let (image_id, image_name, image_sha256, root_disk_gib) = match &volumes.boot {
+        Some(v) => (
+            // What the boot volume was made from, for the record; the agent boots the volume.
+            v.api.image_id.unwrap_or(Uuid::nil()),
+            format!("volume {}", v.api.name),
+            String::new(),
+            0,
+        ),
+        None => {
+            let image = resolve_image(app, p, &b.image, project.id).await?;
+            let image_min = image
+                .api
+                .min_disk_gib
+                .max((image.api.virtual_size_bytes + (1 << 30) - 1) >> 30);
+            if flavor.disk_gib < image_min {
+                return Err(Error::invalid(
+                    "flavor",
+                    &format!(
+                        "{} has a {} GiB root disk; image {} needs at least {image_min} GiB",
+                        flavor.name, flavor.disk_gib, image.api.name
+                    ),
+                ));
+            }
+            (
+                image.api.id,
+                image.api.name.clone(),
+                image.stored_sha256.clone(),
+                flavor.disk_gib,
+            )
+        }
+    };
     let (key_name, ssh_keys) = match &b.key_name {
         None => (None, vec![]),
         Some(k) => {
@@ -225,7 +243,8 @@ pub async fn instance_create(
         id: flavor.id,
         vcpus: flavor.vcpus,
         memory_mib: flavor.memory_mib,
-        disk_gib: flavor.disk_gib,
+        // Booting from a volume takes no root disk from the host.
+        disk_gib: root_disk_gib,
     };
     let items: Vec<NewInstance> = (1..=count)
         .map(|n| NewInstance {
@@ -240,13 +259,14 @@ pub async fn instance_create(
             vdc_id: project.vdc_id,
             flavor: snapshot,
             flavor_name: flavor.name.clone(),
-            image_id: image.api.id,
-            image_name: image.api.name.clone(),
-            image_sha256: image.stored_sha256.clone(),
+            image_id,
+            image_name: image_name.clone(),
+            image_sha256: image_sha256.clone(),
             availability_zone: az.clone(),
             key_name: key_name.clone(),
             ssh_keys: ssh_keys.clone(),
             user_data: b.user_data.clone(),
+            boot_volume_id: volumes.boot.as_ref().map(|v| v.api.id),
             created_by: p.name.clone(),
             request_id: request_id.to_string(),
         })
@@ -265,18 +285,42 @@ pub async fn instance_create(
             .store
             .instance_place(
                 n.id,
+                volumes.host,
                 &app.config.compute,
                 app.config.fault("create.schedule"),
             )
             .await;
         match placed {
-            Ok(Some(_)) => {}
+            Ok(Some(_)) => {
+                // Its volumes, from the first boot: the root disk first.
+                let attach = async {
+                    if let Some(v) = &volumes.boot {
+                        app.store.volume_attach(v.api.id, n.id, true).await?;
+                    }
+                    for v in &volumes.data {
+                        app.store.volume_attach(v.api.id, n.id, false).await?;
+                    }
+                    Ok::<_, Error>(())
+                };
+                if let Err(e) = attach.await {
+                    app.store
+                        .instance_fail_build(n.id, &format!("attaching its volumes failed: {e}"))
+                        .await?;
+                }
+            }
             Ok(None) => {
-                let reason = format!(
-                    "no valid host: no enabled, running host in availability zone {az} has {} vCPU, \
-                     {} MiB memory and {} GiB disk free",
-                    snapshot.vcpus, snapshot.memory_mib, snapshot.disk_gib
-                );
+                let reason = match volumes.host {
+                    Some(h) => format!(
+                        "no valid host: host {h}, where its volumes are, is down, disabled or lacks \
+                         {} vCPU, {} MiB memory and {} GiB disk",
+                        snapshot.vcpus, snapshot.memory_mib, snapshot.disk_gib
+                    ),
+                    None => format!(
+                        "no valid host: no enabled, running host in availability zone {az} has {} vCPU, \
+                         {} MiB memory and {} GiB disk free",
+                        snapshot.vcpus, snapshot.memory_mib, snapshot.disk_gib
+                    ),
+                };
                 app.store.instance_fail_build(n.id, &reason).await?;
             }
             Err(e) => {

@@ -494,7 +494,7 @@ pub async fn volume_attach(app: &App, p: &Principal, id: Uuid, b: VolumeAttach) 
             inst.api.host_name.clone().unwrap_or_else(|| "(none)".into())
         )));
     }
-    app.store.volume_attach(id, b.instance_id).await?;
+    app.store.volume_attach(id, b.instance_id, false).await?;
     notify(app, inst.api.host_id);
     volume_view(app, p, id).await
 }
@@ -1042,4 +1042,111 @@ pub async fn backup_policies_run_due(app: &App, now: DateTime<Utc>) -> Result<Po
         }
     }
     Ok(total)
+}
+
+// ---------------------------------------------------------------- volumes of a new instance
+
+/// The volumes a new instance boots from and attaches from its first boot, checked, and
+/// the host it must be placed on (where they are).
+pub struct InstanceVolumes {
+    pub boot: Option<VolumeRow>,
+    pub data: Vec<VolumeRow>,
+    pub host: Option<Uuid>,
+}
+
+pub async fn boot_volumes(
+    app: &App,
+    p: &Principal,
+    b: &stratus_api::InstanceCreate,
+    project: Uuid,
+    count: i64,
+) -> Result<InstanceVolumes> {
+    match (b.boot_volume_id, b.image.is_empty()) {
+        (Some(_), false) => {
+            return Err(Error::invalid(
+                "boot_volume_id",
+                "give either an image or a boot volume, not both",
+            ))
+        }
+        (None, true) => {
+            return Err(Error::invalid(
+                "image",
+                "is required (or boot from a volume with boot_volume_id)",
+            ))
+        }
+        _ => {}
+    }
+    let wanted = b.boot_volume_id.is_some() as usize + b.volume_ids.len();
+    if wanted > 0 && count != 1 {
+        return Err(Error::invalid(
+            "count",
+            "must be 1 for an instance with volumes (a volume belongs to one instance)",
+        ));
+    }
+    if b.volume_ids.len() as i64 > crate::store::MAX_INSTANCE_VOLUMES {
+        return Err(Error::invalid(
+            "volume_ids",
+            &format!("at most {} data volumes", crate::store::MAX_INSTANCE_VOLUMES),
+        ));
+    }
+    let usable = |field: &'static str, v: &VolumeRow| -> Result<()> {
+        if v.api.project_id != project {
+            return Err(Error::invalid(field, &format!("volume {} is in another project", v.api.id)));
+        }
+        let free = v.api.status == VolumeStatus::Available
+            || (v.api.shareable && v.api.status == VolumeStatus::InUse);
+        if !free {
+            return Err(Error::invalid(
+                field,
+                &format!("volume {} is {}; it must be available", v.api.id, v.api.status.as_str()),
+            ));
+        }
+        Ok(())
+    };
+    let mut out = InstanceVolumes {
+        boot: None,
+        data: Vec::new(),
+        host: None,
+    };
+    if let Some(id) = b.boot_volume_id {
+        let (v, _) = volume_visible(app, p, id)
+            .await
+            .map_err(|_| Error::invalid("boot_volume_id", &format!("no volume {id}")))?;
+        usable("boot_volume_id", &v)?;
+        if !v.api.bootable {
+            return Err(Error::invalid(
+                "boot_volume_id",
+                &format!("volume {id} is not bootable: make it from an image (volume create --image)"),
+            ));
+        }
+        if v.api.shareable {
+            return Err(Error::invalid("boot_volume_id", "a shareable volume cannot be a root disk"));
+        }
+        out.boot = Some(v);
+    }
+    for id in &b.volume_ids {
+        if Some(*id) == b.boot_volume_id || out.data.iter().any(|v| v.api.id == *id) {
+            return Err(Error::invalid("volume_ids", &format!("volume {id} is listed twice")));
+        }
+        let (v, _) = volume_visible(app, p, *id)
+            .await
+            .map_err(|_| Error::invalid("volume_ids", &format!("no volume {id}")))?;
+        usable("volume_ids", &v)?;
+        out.data.push(v);
+    }
+    for v in out.boot.iter().chain(&out.data) {
+        let h = v.api.host_id.ok_or_else(|| {
+            Error::invalid("volume_ids", &format!("volume {} is on no host", v.api.id))
+        })?;
+        match out.host {
+            Some(other) if other != h => {
+                return Err(Error::invalid(
+                    "volume_ids",
+                    "the volumes are in different hosts' storage pools; an instance can use only one host's",
+                ))
+            }
+            _ => out.host = Some(h),
+        }
+    }
+    Ok(out)
 }

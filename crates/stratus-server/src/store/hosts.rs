@@ -203,10 +203,12 @@ impl Store {
 
     /// Pick a host in `az` with room for `f` and take that room, in the caller's
     /// transaction. Only enabled hosts that heartbeated recently qualify.
+    /// `only` restricts the choice to one host (the one holding the instance's volumes).
     pub(crate) async fn host_place(
         tx: &mut Tx,
         az: &str,
         f: Footprint,
+        only: Option<Uuid>,
         c: &ComputeConfig,
     ) -> Result<Option<(String, String)>> {
         let cutoff = time_text(Utc::now() - Duration::seconds(c.host_down_after_secs));
@@ -215,7 +217,7 @@ impl Store {
              AND alloc_vcpus + $3 <= cpus * $4 AND alloc_memory_mib + $5 <= memory_mib * $6 \
              AND alloc_disk_gib + $7 <= disk_gib * $8";
         let candidates: Vec<(String, String)> = sqlx::query_as(&format!(
-            "SELECT id, name FROM hosts WHERE {fits} \
+            "SELECT id, name FROM hosts WHERE {fits} AND ($9 = '' OR id = $9) \
              ORDER BY (alloc_memory_mib * 1.0) / (memory_mib * 1.0 + 1.0) {order}, \
              (alloc_vcpus * 1.0) / (cpus * 1.0 + 1.0) {order}, id LIMIT 8"
         ))
@@ -227,6 +229,7 @@ impl Store {
         .bind(c.ram_allocation_ratio)
         .bind(f.disk_gib)
         .bind(c.disk_allocation_ratio)
+        .bind(only.map(|h| h.to_string()).unwrap_or_default())
         .fetch_all(&mut **tx)
         .await?;
         for (id, name) in candidates {

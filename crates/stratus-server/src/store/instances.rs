@@ -25,7 +25,7 @@ const COLS: &str = "i.id, i.name, i.description, i.project_id, i.vdc_id, i.flavo
     i.generation, i.applied_generation, i.status, i.actual_state, i.task, i.status_reason, i.stop_timeout_secs, \
     i.soft_reboots, i.hard_reboots, i.console_password, i.console_serial, i.console_applied, \
     i.console_expires_at, i.vnc_port, i.capture_image_id, i.host_held, i.prev_flavor, i.quota_held, \
-    i.launched_at, i.created_by, i.created_at, i.updated_at";
+    i.launched_at, i.boot_volume_id, i.created_by, i.created_at, i.updated_at";
 
 const FROM: &str = "instances i LEFT JOIN hosts h ON h.id = i.host_id";
 
@@ -148,6 +148,7 @@ fn row_to_instance(row: &AnyRow) -> Result<InstanceRow> {
         key_name: col_opt_str(row, "key_name")?,
         addresses: Vec::new(),
         volumes: Vec::new(),
+        boot_volume_id: col_opt_uuid(row, "boot_volume_id")?,
         launched_at: col_opt_time(row, "launched_at")?,
         created_at: col_time(row, "created_at")?,
         updated_at: col_time(row, "updated_at")?,
@@ -214,6 +215,8 @@ pub struct NewInstance {
     pub key_name: Option<String>,
     pub ssh_keys: Vec<String>,
     pub user_data: Option<String>,
+    /// Boots from this volume (its root disk); then the flavor's disk is not used.
+    pub boot_volume_id: Option<Uuid>,
     pub created_by: String,
     pub request_id: String,
 }
@@ -255,9 +258,10 @@ impl Store {
             sqlx::query(
                 "INSERT INTO instances (id, name, description, project_id, vdc_id, flavor_id, flavor_name, vcpus, \
                  memory_mib, root_disk_gib, image_id, image_name, image_sha256, availability_zone, key_name, \
-                 ssh_keys, user_data, power, generation, status, task, quota_held, created_by, created_at, updated_at) \
+                 ssh_keys, user_data, power, generation, status, task, quota_held, created_by, created_at, updated_at, \
+                 boot_volume_id) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 'running', 1, \
-                 'building', 'scheduling', 1, $18, $19, $19)",
+                 'building', 'scheduling', 1, $18, $19, $19, $20)",
             )
             .bind(n.id.to_string())
             .bind(&n.name)
@@ -278,6 +282,7 @@ impl Store {
             .bind(n.user_data.as_deref())
             .bind(&n.created_by)
             .bind(&now)
+            .bind(n.boot_volume_id.map(|v| v.to_string()))
             .execute(&mut *tx)
             .await?;
             task_start(&mut tx, n.id, "create", &n.created_by, &n.request_id).await?;
@@ -301,9 +306,11 @@ impl Store {
     }
 
     /// Scheduling step of the create saga: take room on a host. `None` when no host fits.
+    /// `only`: the host it must go to (where its volumes are), if any.
     pub async fn instance_place(
         &self,
         id: Uuid,
+        only: Option<Uuid>,
         c: &crate::config::ComputeConfig,
         fault: bool,
     ) -> Result<Option<String>> {
@@ -315,6 +322,7 @@ impl Store {
             &mut tx,
             &row.api.availability_zone,
             row.flavor().footprint(),
+            only,
             c,
         )
         .await?;
@@ -1136,5 +1144,6 @@ pub fn desired(row: &InstanceRow, console_password: Option<String>) -> DesiredIn
         console_expires_at: row.console_expires_at,
         capture_image_id: row.capture_image_id,
         volumes: Vec::new(),
+        boot_volume: None,
     }
 }

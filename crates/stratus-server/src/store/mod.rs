@@ -35,7 +35,7 @@ pub use quotas::QuotaDelta;
 pub use tokens::SessionRow;
 pub use users::{NewUser, UserRow};
 pub use volumes::{
-    desired_volume, volume_serial, NewVolume, Placement, SnapshotRow, VolumeQuery, VolumeRow,
+    desired_volume, volume_serial, HostAttachments, NewVolume, Placement, SnapshotRow, VolumeQuery, VolumeRow,
     BUILTIN_VOLUME_TYPES, MAX_ATTACHMENTS, MAX_INSTANCE_VOLUMES, MAX_SNAPSHOTS,
 };
 

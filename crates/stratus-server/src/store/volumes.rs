@@ -324,6 +324,13 @@ pub struct VolumeQuery<'a> {
     pub name: Option<&'a str>,
 }
 
+/// Attachments of a host's instances, by instance: data volumes, and (at most one) boot volume.
+#[derive(Debug, Default)]
+pub struct HostAttachments {
+    pub data: HashMap<Uuid, Vec<DesiredAttachment>>,
+    pub boot: HashMap<Uuid, Vec<DesiredAttachment>>,
+}
+
 /// Where a new volume must live (its source is in that host's pool), if anywhere.
 pub enum Placement {
     Anywhere,
@@ -670,14 +677,12 @@ impl Store {
         Ok(out)
     }
 
-    /// The data volumes each instance of a host should have attached, in order.
-    pub async fn attachments_on_host(
-        &self,
-        host: Uuid,
-    ) -> Result<HashMap<Uuid, Vec<DesiredAttachment>>> {
+    /// What each instance of a host should have attached: its data volumes in order, and
+    /// the volume it boots from.
+    pub async fn attachments_on_host(&self, host: Uuid) -> Result<HostAttachments> {
         let rows = sqlx::query(
-            "SELECT a.volume_id, a.instance_id, a.serial, v.format, v.shareable, t.max_iops, t.max_mbps \
-             FROM volume_attachments a JOIN volumes v ON v.id = a.volume_id \
+            "SELECT a.volume_id, a.instance_id, a.serial, a.boot, v.format, v.shareable, t.max_iops, \
+             t.max_mbps FROM volume_attachments a JOIN volumes v ON v.id = a.volume_id \
              JOIN volume_types t ON t.id = v.volume_type_id \
              JOIN instances i ON i.id = a.instance_id \
              WHERE i.host_id = $1 AND a.state IN ('attaching', 'attached') \
@@ -686,9 +691,15 @@ impl Store {
         .bind(host.to_string())
         .fetch_all(&self.db.read)
         .await?;
-        let mut out: HashMap<Uuid, Vec<DesiredAttachment>> = HashMap::new();
+        let mut out = HostAttachments::default();
         for r in rows {
-            out.entry(col_uuid(&r, "instance_id")?)
+            let instance = col_uuid(&r, "instance_id")?;
+            let list = if col_bool(&r, "boot")? {
+                &mut out.boot
+            } else {
+                &mut out.data
+            };
+            list.entry(instance)
                 .or_default()
                 .push(DesiredAttachment {
                     volume_id: col_uuid(&r, "volume_id")?,
@@ -707,8 +718,9 @@ impl Store {
     }
 
     /// Attach a volume to an instance (both on the same host, checked by the caller):
-    /// the attachment starts `attaching`; the instance's agent plugs it in.
-    pub async fn volume_attach(&self, volume: Uuid, instance: Uuid) -> Result<()> {
+    /// the attachment starts `attaching`; the instance's agent plugs it in. A `boot`
+    /// attachment is the instance's root disk.
+    pub async fn volume_attach(&self, volume: Uuid, instance: Uuid, boot: bool) -> Result<()> {
         let mut tx = self.db.write.begin().await?;
         let v = volume_get_tx(&mut tx, volume)
             .await?
@@ -758,14 +770,15 @@ impl Store {
         let generation = instance_bump(&mut tx, instance).await?;
         sqlx::query(
             "INSERT INTO volume_attachments (volume_id, instance_id, state, serial, position, \
-             requested_generation, attached_at) VALUES ($1, $2, 'attaching', $3, $4, $5, $6)",
+             requested_generation, attached_at, boot) VALUES ($1, $2, 'attaching', $3, $4, $5, $6, $7)",
         )
         .bind(volume.to_string())
         .bind(instance.to_string())
         .bind(volume_serial(volume))
-        .bind(max_pos + 1)
+        .bind(if boot { 0 } else { max_pos + 1 })
         .bind(generation)
         .bind(now_text())
+        .bind(boot as i64)
         .execute(&mut *tx)
         .await?;
         settle_tx(&mut tx, volume, "").await?;
@@ -776,14 +789,19 @@ impl Store {
     /// Ask the instance's agent to unplug a volume; the attachment goes `detaching`.
     pub async fn volume_detach(&self, volume: Uuid, instance: Uuid) -> Result<()> {
         let mut tx = self.db.write.begin().await?;
-        let state: Option<String> = sqlx::query_scalar(
-            "SELECT state FROM volume_attachments WHERE volume_id = $1 AND instance_id = $2",
+        let state: Option<(String, i64)> = sqlx::query_as(
+            "SELECT state, boot FROM volume_attachments WHERE volume_id = $1 AND instance_id = $2",
         )
         .bind(volume.to_string())
         .bind(instance.to_string())
         .fetch_optional(&mut *tx)
         .await?;
-        match state.as_deref() {
+        if state.as_ref().is_some_and(|(_, boot)| *boot != 0) {
+            return Err(Error::conflict(format!(
+                "volume {volume} is the root disk of instance {instance}; it is detached when the instance is deleted"
+            )));
+        }
+        match state.as_ref().map(|(s, _)| s.as_str()) {
             None => {
                 return Err(Error::conflict(format!(
                     "volume {volume} is not attached to instance {instance}"
@@ -1170,21 +1188,29 @@ impl Store {
         instance: Uuid,
         r: &stratus_api::InstanceReport,
     ) -> Result<bool> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT volume_id, state, requested_generation FROM volume_attachments WHERE instance_id = $1",
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT volume_id, state, requested_generation, boot FROM volume_attachments WHERE instance_id = $1",
         )
         .bind(instance.to_string())
         .fetch_all(&self.db.read)
         .await?;
         let mut changed = false;
-        for (vid, state, requested) in rows {
+        for (vid, state, requested, boot) in rows {
             let Ok(volume) = Uuid::parse_str(&vid) else {
                 continue;
             };
             if r.generation < requested {
                 continue;
             }
-            let present = r.volumes.contains(&volume);
+            // A boot volume is attached once the guest it boots exists.
+            let booted = boot != 0
+                && !matches!(
+                    r.state,
+                    stratus_api::ActualState::Building
+                        | stratus_api::ActualState::Error
+                        | stratus_api::ActualState::Gone
+                );
+            let present = booted || r.volumes.contains(&volume);
             let error = r
                 .volume_errors
                 .iter()
