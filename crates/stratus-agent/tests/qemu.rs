@@ -95,6 +95,7 @@ async fn tiny_guest_lifecycle() {
         cidata: Some(dir.cidata()),
         vnc_listen: "127.0.0.1".into(),
         vnc_port: qemu::free_vnc_port("127.0.0.1", &[]).unwrap(),
+        volumes: vec![],
     };
 
     qemu::start(&spec, &dir, false).await.unwrap();
