@@ -616,12 +616,12 @@ async fn has_node(dir: &VmDir, node: &str) -> anyhow::Result<bool> {
 /// `timeout`), then remove the nodes. Safe to repeat after a timeout.
 pub async fn hot_unplug(dir: &VmDir, volume: Uuid, timeout: Duration) -> anyhow::Result<()> {
     let n = Nodes::of(volume);
+    let deadline = Instant::now() + timeout;
     if peripherals(dir).await?.contains(&n.device) {
         // A repeated request while the first is pending is refused; the wait below counts.
         if let Err(e) = exec(dir, "device_del", json!({"id": n.device})).await {
             tracing::debug!(%volume, "device_del: {e}");
         }
-        let deadline = Instant::now() + timeout;
         while peripherals(dir).await?.contains(&n.device) {
             anyhow::ensure!(
                 Instant::now() < deadline,
@@ -630,10 +630,18 @@ pub async fn hot_unplug(dir: &VmDir, volume: Uuid, timeout: Duration) -> anyhow:
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    if has_node(dir, &n.format).await? {
-        exec(dir, "blockdev-del", json!({"node-name": n.format}))
-            .await
-            .context("blockdev-del")?;
+    // The device leaves the QOM tree a moment before its BlockBackend lets go of the node
+    // (measured: a throttled disk's node was still "in use" right after).
+    while has_node(dir, &n.format).await? {
+        match exec(dir, "blockdev-del", json!({"node-name": n.format})).await {
+            Ok(_) => break,
+            Err(QmpError::Command { desc, .. })
+                if desc.contains("in use") && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e).context("blockdev-del"),
+        }
     }
     Ok(())
 }

@@ -10,7 +10,7 @@
 //! a restarted agent carries on and repairs only what drifted.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use anyhow::Context as _;
 use serde::de::DeserializeOwned;
@@ -171,8 +171,9 @@ pub async fn ready_format(host: &Host, id: Uuid) -> anyhow::Result<VolumeFormat>
 pub struct Volume {
     pub id: Uuid,
     rec: Tracked<VolumeRecord>,
-    /// The generation being converged (reported while creating).
-    working: Mutex<Option<i64>>,
+    /// The generation last handed to converge (reported when there is no record: a
+    /// deleted volume is gone as the outcome of it).
+    desired_generation: AtomicI64,
 }
 
 impl Volume {
@@ -457,7 +458,7 @@ impl Resource for Volume {
         Volume {
             id,
             rec: Tracked::open(volume_record_path(host, id)).await,
-            working: Mutex::new(None),
+            desired_generation: AtomicI64::new(0),
         }
     }
 
@@ -467,21 +468,20 @@ impl Resource for Volume {
             locked.push(*volume_id);
         }
         let _locks = host.lock_volumes(&locked).await;
-        *self.working.lock().await = Some(d.generation);
+        self.desired_generation
+            .store(d.generation, Ordering::SeqCst);
         if let Err(e) = self.converge_locked(host, d).await {
             self.rec
                 .failed("volume", e, |r, msg| r.error = Some(msg))
                 .await;
         }
-        *self.working.lock().await = None;
     }
 
     async fn report(&self, host: &Host) -> VolumeReport {
-        let working = *self.working.lock().await;
         let Some(rec) = self.rec.get().await else {
             return VolumeReport {
                 id: self.id,
-                generation: working.unwrap_or(0),
+                generation: self.desired_generation.load(Ordering::SeqCst),
                 state: self.rec.absent_state(),
                 error: None,
                 size_gib: 0,

@@ -1,6 +1,8 @@
 //! The agent loop and the simulated agent against a scripted stand-in for the control
 //! plane's `/v1/agent/*` endpoints (the real ones live in stratus-server).
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -11,6 +13,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use common::desired_instance;
 use sha2::{Digest, Sha256};
 use stratus_agent::accel::Accel;
 use stratus_agent::agent::{self, AgentConfig};
@@ -194,30 +197,6 @@ impl Fake {
             .filter(|i| i.id == id)
             .filter_map(|i| i.console_append.clone())
             .collect()
-    }
-}
-
-fn desired_instance(id: Uuid, image_id: Uuid, sha: &str) -> DesiredInstance {
-    DesiredInstance {
-        id,
-        generation: 1,
-        hostname: "vm-one".into(),
-        vcpus: 1,
-        memory_mib: 256,
-        root_disk_gib: 1,
-        image_id,
-        image_sha256: sha.into(),
-        power: DesiredPower::Running,
-        stop_timeout_secs: 60,
-        soft_reboots: 0,
-        hard_reboots: 0,
-        ssh_keys: vec![],
-        user_data: None,
-        console_password: None,
-        console_serial: 0,
-        console_expires_at: None,
-        capture_image_id: None,
-        volumes: vec![],
     }
 }
 
