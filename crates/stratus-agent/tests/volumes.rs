@@ -418,3 +418,100 @@ async fn volumes_in_guests() {
     }
     std::fs::remove_dir_all(&fx.root).unwrap();
 }
+
+/// Volumes and backups without a guest: failed creations and copies leave nothing, images
+/// and snapshots are sources, records survive a restart and nothing is redone.
+#[tokio::test]
+async fn volume_sources_failures_and_restart() {
+    let fx = fixture().await;
+    let faulty = fx.host("offline", &["agent.volume", "agent.backup"]);
+    let host = fx.host("offline", &[]);
+    let pool_file = |id: Uuid| host.state_dir.join("volumes").join(format!("{id}.qcow2"));
+
+    // A failed creation reports an error and leaves no file; a newer generation retries.
+    let mut d = volume(Uuid::new_v4(), VolumeFormat::Qcow2);
+    d.source = Some(VolumeSource::Image {
+        image_id: fx.image_id,
+        image_sha256: fx.sha.clone(),
+    });
+    let v = Volume::open(&faulty, d.id).await;
+    v.converge(&faulty, &d).await;
+    let r = v.report(&faulty).await;
+    assert_eq!(r.state, VolumeState::Error, "{r:?}");
+    assert!(r.error.unwrap().contains("injected fault at agent.volume"));
+    assert!(!pool_file(d.id).exists());
+    let v = Volume::open(&host, d.id).await;
+    v.converge(&host, &d).await;
+    assert_eq!(
+        v.report(&host).await.state,
+        VolumeState::Error,
+        "same generation: not retried"
+    );
+    let r = converge_volume(&host, &v, &mut d).await;
+    assert_eq!((r.size_gib, r.error), (1, None));
+    let info = stratus_agent::disk::info(&pool_file(d.id), Some("qcow2"))
+        .await
+        .unwrap();
+    assert!(info.backing_filename.is_none(), "{info:?}");
+
+    // Offline snapshot, a clone from it, an offline backup; a failed backup leaves nothing.
+    let snap = Uuid::new_v4();
+    d.snapshots = vec![snap];
+    d.size_gib = 3;
+    let r = converge_volume(&host, &v, &mut d).await;
+    assert_eq!((r.size_gib, r.snapshots.len(), r.error), (3, 1, None));
+    let mut c = volume(Uuid::new_v4(), VolumeFormat::Raw);
+    c.source = Some(VolumeSource::Snapshot {
+        volume_id: d.id,
+        snapshot_id: snap,
+    });
+    let cv = Volume::open(&host, c.id).await;
+    // The snapshot was taken after the growth: the copy has its 3 GiB, not the 1 asked.
+    assert_eq!(converge_volume(&host, &cv, &mut c).await.size_gib, 3);
+    let bk = DesiredBackup {
+        id: Uuid::new_v4(),
+        volume_id: d.id,
+        deleted: false,
+    };
+    let failed = Backup::open(&faulty, bk.id).await;
+    failed.converge(&faulty, &bk).await;
+    let r = failed.report(&faulty).await;
+    assert!(r.state == VolumeState::Error && r.error.is_some(), "{r:?}");
+    assert!(!host.backup_dir.join(format!("{}.qcow2", bk.id)).exists());
+    let bk2 = DesiredBackup {
+        id: Uuid::new_v4(),
+        ..bk.clone()
+    };
+    let b = Backup::open(&host, bk2.id).await;
+    b.converge(&host, &bk2).await;
+    assert_eq!(b.report(&host).await.state, VolumeState::Ready);
+
+    // A restart: records are read back, nothing is made again.
+    let modified = std::fs::metadata(pool_file(d.id))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let v = Volume::open(&host, d.id).await;
+    assert_eq!(v.report(&host).await.snapshots.len(), 1);
+    v.converge(&host, &d).await;
+    let r = v.report(&host).await;
+    assert_eq!((r.generation, r.size_gib, r.error), (d.generation, 3, None));
+    assert_eq!(
+        std::fs::metadata(pool_file(d.id))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        modified
+    );
+    let b = Backup::open(&host, bk2.id).await;
+    b.converge(&host, &bk2).await;
+    assert!(b.report(&host).await.stored_bytes > 0);
+
+    // Dropping the snapshot from the desired list deletes it.
+    d.snapshots.clear();
+    assert!(converge_volume(&host, &v, &mut d)
+        .await
+        .snapshots
+        .is_empty());
+    std::fs::remove_dir_all(&fx.root).unwrap();
+}
