@@ -10,6 +10,13 @@
 //! (so guests that should run are started again after a host reboot), and again after a
 //! backoff when converging a built instance failed. A guest that powers itself off is
 //! reported `stopped`; the agent does not restart it on its own.
+//!
+//! Volumes and backups in the desired state have workers of their own ([`crate::volumes`]).
+//! An instance's data volumes are part of its converge: cold-plugged when QEMU starts,
+//! hot-plugged and unplugged while it runs (never while suspended: the saved device state
+//! must match), with the volumes' locks held so that no volume operation runs meanwhile.
+//! Which volumes a running QEMU has is kept in `applied.json` (`attached`), where the volume
+//! workers look for the QEMU to send online operations to.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -816,10 +823,8 @@ impl Instance {
         let mut errors = Vec::new();
         // What QEMU really has: a device missing there (removed behind our back, or a
         // timed-out unplug the guest finished later) is plugged again if still wanted.
-        match qemu::peripherals(&self.dir).await {
-            Ok(devices) => rec
-                .attached
-                .retain(|a| devices.contains(&Nodes::of(a.volume_id).device)),
+        let devices = match qemu::peripherals(&self.dir).await {
+            Ok(devices) => devices,
             Err(e) => {
                 rec.volume_errors = vec![AttachmentError {
                     volume_id: Uuid::nil(),
@@ -827,7 +832,9 @@ impl Instance {
                 }];
                 return;
             }
-        }
+        };
+        rec.attached
+            .retain(|a| devices.contains(&Nodes::of(a.volume_id).device));
         let gone: Vec<Uuid> = rec
             .attached
             .iter()
@@ -875,7 +882,13 @@ impl Instance {
                 continue;
             }
             let t = std::time::Instant::now();
-            match self.hot_plug(host, want).await {
+            // Plugged before the agent stopped, but not recorded: adopted, limits re-applied.
+            let plugged = if devices.contains(&Nodes::of(want.volume_id).device) {
+                qemu::set_throttle(&self.dir, want.volume_id, want.max_iops, want.max_mbps).await
+            } else {
+                self.hot_plug(host, want).await
+            };
+            match plugged {
                 Ok(()) => {
                     tracing::info!(id = %self.id, volume = %want.volume_id, took = ?t.elapsed(), "volume attached");
                     rec.attached.push(want.clone());

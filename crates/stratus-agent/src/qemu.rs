@@ -573,6 +573,12 @@ pub async fn set_throttle(
 pub async fn hot_plug(dir: &VmDir, v: &VolumeDisk) -> anyhow::Result<()> {
     let n = v.nodes();
     let node: Value = serde_json::from_str(&v.blockdev).context("the volume's block node")?;
+    // Nodes left by an unplug that timed out (the guest let go later) are in the way.
+    if has_node(dir, &n.format).await? {
+        exec(dir, "blockdev-del", json!({"node-name": n.format}))
+            .await
+            .context("removing the volume's old node")?;
+    }
     exec(dir, "blockdev-add", node)
         .await
         .context("blockdev-add")?;
