@@ -10,6 +10,13 @@
 //! (so guests that should run are started again after a host reboot), and again after a
 //! backoff when converging a built instance failed. A guest that powers itself off is
 //! reported `stopped`; the agent does not restart it on its own.
+//!
+//! Volumes and backups in the desired state have workers of their own ([`crate::volumes`]).
+//! An instance's data volumes are part of its converge: cold-plugged when QEMU starts,
+//! hot-plugged and unplugged while it runs (never while suspended: the saved device state
+//! must match), with the volumes' locks held so that no volume operation runs meanwhile.
+//! Which volumes a running QEMU has is kept in `applied.json` (`attached`), where the volume
+//! workers look for the QEMU to send online operations to.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,8 +28,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use stratus_api::{
-    ActualState, AgentReport, DesiredInstance, DesiredPower, DesiredState, GuestCounters,
-    HostFacts, InstanceReport,
+    ActualState, AgentReport, AttachmentError, DesiredAttachment, DesiredInstance, DesiredPower,
+    DesiredState, GuestCounters, HostFacts, InstanceReport,
 };
 use tokio::sync::{watch, Mutex, Notify};
 use uuid::Uuid;
@@ -30,15 +37,30 @@ use uuid::Uuid;
 use crate::accel::{self, Accel};
 use crate::client::{AgentClient, Backoff, HashingFile};
 use crate::identity;
+use crate::pool::{LocalPool, Nodes, StoragePool};
 use crate::qemu::{self, PowerState, VmDir, VmSpec};
-use crate::{cidata, disk};
+use crate::volumes::{Backup, Volume};
+use crate::workers::Workers;
+use crate::{cidata, disk, volumes};
 
 /// Console output sent per instance and report, at most.
 pub const CONSOLE_CHUNK: usize = 64 << 10;
 
 /// Fault injection points (a test instrument): a build step named here fails after doing
 /// its work, so the cleanup is exercised.
-pub const FAULTS: [&str; 4] = ["agent.image", "agent.disk", "agent.cidata", "agent.start"];
+pub const FAULTS: [&str; 7] = [
+    "agent.image",
+    "agent.disk",
+    "agent.cidata",
+    "agent.start",
+    "agent.volume",
+    "agent.attach",
+    "agent.backup",
+];
+
+/// How long a guest may take to release a hot-unplugged disk before the detach is
+/// reported as failed (the disk then stays attached).
+pub const UNPLUG_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -55,6 +77,8 @@ pub struct AgentConfig {
     pub hostname: Option<String>,
     /// Injected faults, see [`FAULTS`] (tests only).
     pub faults: Vec<String>,
+    /// Where backup copies of volumes are kept; default `<state_dir>/backups`.
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -67,6 +91,7 @@ impl AgentConfig {
             vnc_listen: "0.0.0.0".into(),
             hostname: None,
             faults: Vec::new(),
+            backup_dir: None,
         }
     }
 }
@@ -123,14 +148,20 @@ impl ImageStore {
 
 // ------------------------------------------------------------------ host
 
-/// What all instances of this host share: directories, accelerator, VNC ports, images.
+/// What all instances and volumes of this host share: directories, accelerator, VNC
+/// ports, images, the storage pool and the per-volume locks.
 pub struct Host {
     pub state_dir: PathBuf,
     pub accel: Accel,
     pub vnc_listen: String,
     pub faults: Vec<String>,
     pub images: ImageStore,
+    /// Where volumes live (a [`LocalPool`] in `<state_dir>/volumes` by default).
+    pub pool: Arc<dyn StoragePool>,
+    /// Where backup copies live (`<state_dir>/backups` by default).
+    pub backup_dir: PathBuf,
     image_locks: StdMutex<HashMap<Uuid, Arc<Mutex<()>>>>,
+    volume_locks: StdMutex<HashMap<Uuid, Arc<Mutex<()>>>>,
     vnc_ports: StdMutex<HashMap<Uuid, u16>>,
 }
 
@@ -147,18 +178,49 @@ impl Host {
             .with_context(|| state_dir.display().to_string())?;
         std::fs::create_dir_all(state_dir.join("images"))?;
         let state_dir = std::fs::canonicalize(state_dir)?;
+        let backup_dir = state_dir.join("backups");
+        std::fs::create_dir_all(&backup_dir)?;
         Ok(Host {
+            pool: Arc::new(LocalPool::new(&state_dir.join("volumes"))?),
+            backup_dir,
             state_dir,
             accel,
             vnc_listen: vnc_listen.to_string(),
             faults,
             images,
             image_locks: StdMutex::default(),
+            volume_locks: StdMutex::default(),
             vnc_ports: StdMutex::default(),
         })
     }
 
-    fn fault(&self, name: &str) -> anyhow::Result<()> {
+    /// Keep backup copies in `dir` instead of `<state_dir>/backups`.
+    pub fn with_backup_dir(mut self, dir: &Path) -> anyhow::Result<Host> {
+        std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+        self.backup_dir = std::fs::canonicalize(dir)?;
+        Ok(self)
+    }
+
+    /// Hold the locks of `volumes` (in one order, so holders of several never deadlock):
+    /// all work on a volume — its own converge, backups, attach and detach — is serial.
+    pub async fn lock_volumes(&self, volumes: &[Uuid]) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+        let mut ids = volumes.to_vec();
+        ids.sort();
+        ids.dedup();
+        let locks: Vec<Arc<Mutex<()>>> = {
+            let mut table = self.volume_locks.lock().unwrap_or_else(|p| p.into_inner());
+            ids.iter()
+                .map(|id| table.entry(*id).or_default().clone())
+                .collect()
+        };
+        let mut held = Vec::with_capacity(locks.len());
+        for l in locks {
+            held.push(l.lock_owned().await);
+        }
+        held
+    }
+
+    pub(crate) fn fault(&self, name: &str) -> anyhow::Result<()> {
         if self.faults.iter().any(|f| f == name) {
             anyhow::bail!("injected fault at {name}");
         }
@@ -166,7 +228,7 @@ impl Host {
     }
 
     /// The cached base image, downloaded (once, even for parallel builds) if missing.
-    async fn image(&self, image_id: Uuid, sha256: &str) -> anyhow::Result<PathBuf> {
+    pub(crate) async fn image(&self, image_id: Uuid, sha256: &str) -> anyhow::Result<PathBuf> {
         let path = self
             .state_dir
             .join("images")
@@ -249,6 +311,13 @@ struct Applied {
     console_offset: u64,
     root_disk_gib: i64,
     capture: Option<Capture>,
+    /// Volumes the guest's QEMU has (running, paused, or in the saved state of a suspended
+    /// guest), as attached: the volume workers find a volume's running users here.
+    #[serde(default)]
+    attached: Vec<DesiredAttachment>,
+    /// Attachments or detachments that failed in the last converge.
+    #[serde(default)]
+    volume_errors: Vec<AttachmentError>,
 }
 
 const RECORD_VERSION: u32 = 1;
@@ -266,12 +335,13 @@ pub struct Instance {
     last_state: StdMutex<ActualState>,
 }
 
-fn gib(n: i64) -> anyhow::Result<u64> {
+/// `n` GiB in bytes (sizes must be positive).
+pub(crate) fn gib(n: i64) -> anyhow::Result<u64> {
     u64::try_from(n)
         .ok()
         .filter(|n| *n > 0)
         .and_then(|n| n.checked_mul(1 << 30))
-        .ok_or_else(|| anyhow::anyhow!("invalid root disk size {n} GiB"))
+        .ok_or_else(|| anyhow::anyhow!("invalid size {n} GiB"))
 }
 
 fn wants_running(p: DesiredPower) -> bool {
@@ -319,10 +389,11 @@ impl Instance {
         &self.dir
     }
 
-    /// True when the last converge left the instance built but in error (worth a retry).
+    /// True when the last converge left the instance built but in error, or a volume
+    /// attach or detach failed (worth a retry).
     pub async fn failed_after_build(&self) -> bool {
         let r = self.rec.lock().await;
-        r.built && r.error.is_some()
+        r.built && (r.error.is_some() || !r.volume_errors.is_empty())
     }
 
     /// Make `rec` the instance's record, in memory and (while the instance directory
@@ -361,6 +432,15 @@ impl Instance {
         let _work = self.work.lock().await;
         self.busy.store(true, Ordering::SeqCst);
         let mut rec = self.rec.lock().await.clone();
+        // Every volume this converge may plug, unplug or start with (or lose, when QEMU
+        // stops) stays locked until the record says what the guest has.
+        let volumes: Vec<Uuid> = d
+            .volumes
+            .iter()
+            .chain(&rec.attached)
+            .map(|a| a.volume_id)
+            .collect();
+        let _volumes = host.lock_volumes(&volumes).await;
         if d.power == DesiredPower::Deleted {
             let outcome = self.destroy(host).await;
             rec = Applied {
@@ -437,7 +517,7 @@ impl Instance {
             }
             _ => {}
         }
-        for sock in [self.dir.qmp(), self.dir.vnc()] {
+        for sock in [self.dir.qmp(), self.dir.vnc(), self.dir.serial()] {
             let _ = tokio::fs::remove_file(sock).await;
         }
         host.remember_port(self.id, None);
@@ -524,7 +604,7 @@ impl Instance {
         rec: &mut Applied,
     ) -> anyhow::Result<()> {
         if d.root_disk_gib > rec.root_disk_gib && !self.dir.saved_state().exists() {
-            disk::resize(&self.dir.root_disk(), gib(d.root_disk_gib)?)
+            disk::resize(&self.dir.root_disk(), "qcow2", gib(d.root_disk_gib)?)
                 .await
                 .context("growing the root disk")?;
             rec.root_disk_gib = d.root_disk_gib;
@@ -537,6 +617,29 @@ impl Instance {
             .ok()
             .filter(|m| *m > 0)
             .ok_or_else(|| anyhow::anyhow!("invalid memory size {} MiB", d.memory_mib))?;
+        // A suspended guest resumes with the disks it was saved with (the device state
+        // must match); any other start attaches what is desired now.
+        let resuming = self.dir.saved_state().exists();
+        let wanted = if resuming {
+            rec.attached.clone()
+        } else {
+            d.volumes.clone()
+        };
+        let mut attach = Vec::with_capacity(wanted.len());
+        let mut disks = Vec::with_capacity(wanted.len());
+        rec.volume_errors.clear();
+        for a in wanted {
+            match volume_disk(host, &a).await {
+                Ok(disk) => {
+                    disks.push(disk);
+                    attach.push(a);
+                }
+                Err(e) => rec.volume_errors.push(AttachmentError {
+                    volume_id: a.volume_id,
+                    error: format!("attaching: {e:#}"),
+                }),
+            }
+        }
         let mut previous = rec.vnc_port;
         let mut attempt = 0;
         loop {
@@ -552,8 +655,23 @@ impl Instance {
                 cidata: Some(self.dir.cidata()),
                 vnc_listen: host.vnc_listen.clone(),
                 vnc_port: port,
+                volumes: disks.clone(),
             };
-            match qemu::start(&spec, &self.dir, true).await {
+            let started = qemu::start(&spec, &self.dir, true).await;
+            if started.is_ok() {
+                rec.attached = attach.clone();
+                for a in &attach {
+                    if let Err(e) =
+                        qemu::set_throttle(&self.dir, a.volume_id, a.max_iops, a.max_mbps).await
+                    {
+                        rec.volume_errors.push(AttachmentError {
+                            volume_id: a.volume_id,
+                            error: format!("limiting I/O: {e:#}"),
+                        });
+                    }
+                }
+            }
+            match started {
                 // Another process took the port between the check and QEMU's bind.
                 Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => {
                     tracing::info!(id = %self.id, port, "VNC port taken, trying another");
@@ -580,7 +698,7 @@ impl Instance {
             && !self.dir.saved_state().exists()
             && d.root_disk_gib > rec.root_disk_gib
         {
-            disk::resize(&self.dir.root_disk(), gib(d.root_disk_gib)?)
+            disk::resize(&self.dir.root_disk(), "qcow2", gib(d.root_disk_gib)?)
                 .await
                 .context("growing the root disk")?;
             rec.root_disk_gib = d.root_disk_gib;
@@ -645,6 +763,7 @@ impl Instance {
             }
             DesiredPower::Deleted => {}
         }
+        self.sync_volumes(host, d, rec).await;
 
         if d.console_serial > rec.console_serial {
             match &d.console_password {
@@ -681,6 +800,122 @@ impl Instance {
                         .map(|e| format!("capturing image {image_id}: {e:#}")),
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// Make the guest's disks match the desired attachments: while QEMU runs, hot-unplug
+    /// what is no longer listed, hot-plug what is missing (in order) and re-apply changed
+    /// limits. A stopped guest has nothing attached (its next start attaches the desired
+    /// ones); a suspended one keeps what its saved state has. Failures are reported per
+    /// volume, not as the instance's error.
+    async fn sync_volumes(&self, host: &Host, d: &DesiredInstance, rec: &mut Applied) {
+        match qemu::power_state(&self.dir, self.id).await {
+            PowerState::Running | PowerState::Paused => {}
+            PowerState::Off => {
+                if !self.dir.saved_state().exists() {
+                    rec.attached.clear();
+                }
+                return;
+            }
+            PowerState::Other => return,
+        }
+        let mut errors = Vec::new();
+        // What QEMU really has: a device missing there (removed behind our back, or a
+        // timed-out unplug the guest finished later) is plugged again if still wanted.
+        let devices = match qemu::peripherals(&self.dir).await {
+            Ok(devices) => devices,
+            Err(e) => {
+                rec.volume_errors = vec![AttachmentError {
+                    volume_id: Uuid::nil(),
+                    error: format!("listing the guest's devices: {e:#}"),
+                }];
+                return;
+            }
+        };
+        rec.attached
+            .retain(|a| devices.contains(&Nodes::of(a.volume_id).device));
+        let gone: Vec<Uuid> = rec
+            .attached
+            .iter()
+            .filter(|a| !d.volumes.iter().any(|w| w.volume_id == a.volume_id))
+            .map(|a| a.volume_id)
+            .collect();
+        for v in gone {
+            let t = std::time::Instant::now();
+            match qemu::hot_unplug(&self.dir, v, UNPLUG_TIMEOUT).await {
+                Ok(()) => {
+                    tracing::info!(id = %self.id, volume = %v, took = ?t.elapsed(), "volume detached");
+                    rec.attached.retain(|a| a.volume_id != v);
+                }
+                Err(e) => errors.push(AttachmentError {
+                    volume_id: v,
+                    error: format!("detaching: {e:#}"),
+                }),
+            }
+        }
+        for want in &d.volumes {
+            if let Some(have) = rec
+                .attached
+                .iter_mut()
+                .find(|a| a.volume_id == want.volume_id)
+            {
+                if (have.max_iops, have.max_mbps) != (want.max_iops, want.max_mbps) {
+                    match qemu::set_throttle(
+                        &self.dir,
+                        want.volume_id,
+                        want.max_iops,
+                        want.max_mbps,
+                    )
+                    .await
+                    {
+                        Ok(()) => {
+                            have.max_iops = want.max_iops;
+                            have.max_mbps = want.max_mbps;
+                        }
+                        Err(e) => errors.push(AttachmentError {
+                            volume_id: want.volume_id,
+                            error: format!("limiting I/O: {e:#}"),
+                        }),
+                    }
+                }
+                continue;
+            }
+            let t = std::time::Instant::now();
+            // Plugged before the agent stopped, but not recorded: adopted, limits re-applied.
+            let plugged = if devices.contains(&Nodes::of(want.volume_id).device) {
+                qemu::set_throttle(&self.dir, want.volume_id, want.max_iops, want.max_mbps).await
+            } else {
+                self.hot_plug(host, want).await
+            };
+            match plugged {
+                Ok(()) => {
+                    tracing::info!(id = %self.id, volume = %want.volume_id, took = ?t.elapsed(), "volume attached");
+                    rec.attached.push(want.clone());
+                }
+                Err(e) => errors.push(AttachmentError {
+                    volume_id: want.volume_id,
+                    error: format!("attaching: {e:#}"),
+                }),
+            }
+        }
+        rec.volume_errors = errors;
+    }
+
+    /// Plug one volume into the running guest, limits included; undone if any step fails.
+    async fn hot_plug(&self, host: &Host, a: &DesiredAttachment) -> anyhow::Result<()> {
+        let disk = volume_disk(host, a).await?;
+        qemu::hot_plug(&self.dir, &disk).await?;
+        let limited = async {
+            qemu::set_throttle(&self.dir, a.volume_id, a.max_iops, a.max_mbps).await?;
+            host.fault("agent.attach")
+        }
+        .await;
+        if let Err(e) = limited {
+            if let Err(u) = qemu::hot_unplug(&self.dir, a.volume_id, UNPLUG_TIMEOUT).await {
+                return Err(e.context(format!("undoing the attach also failed: {u:#}")));
+            }
+            return Err(e);
         }
         Ok(())
     }
@@ -811,8 +1046,17 @@ impl Instance {
             console_append,
             capture_image_id,
             capture_error,
-            volumes: Vec::new(),
-            volume_errors: Vec::new(),
+            volumes: match state {
+                // Nothing runs: the volumes its next start attaches.
+                ActualState::Stopped | ActualState::Error | ActualState::Building => rec
+                    .desired
+                    .as_ref()
+                    .map(|d| d.volumes.iter().map(|a| a.volume_id).collect())
+                    .unwrap_or_default(),
+                ActualState::Gone => Vec::new(),
+                _ => rec.attached.iter().map(|a| a.volume_id).collect(),
+            },
+            volume_errors: rec.volume_errors.clone(),
         };
         (report, mark)
     }
@@ -838,6 +1082,36 @@ impl Instance {
     }
 }
 
+/// A volume as a guest disk (it must be ready in the host's pool).
+async fn volume_disk(host: &Host, a: &DesiredAttachment) -> anyhow::Result<qemu::VolumeDisk> {
+    let format = volumes::ready_format(host, a.volume_id).await?;
+    Ok(qemu::VolumeDisk {
+        volume_id: a.volume_id,
+        blockdev: host.pool.blockdev(a.volume_id, format).to_string(),
+        serial: a.serial.clone(),
+        shareable: a.shareable || format == stratus_api::VolumeFormat::Raw,
+    })
+}
+
+/// The instance directories of running guests whose QEMU has `volume` open, from their
+/// records (the caller holds the volume's lock, so they are current).
+pub(crate) async fn running_with(host: &Host, volume: Uuid) -> Vec<VmDir> {
+    let mut out = Vec::new();
+    for id in local_instances(&host.state_dir) {
+        let dir = VmDir::new(&host.state_dir, id);
+        let Ok(bytes) = tokio::fs::read(dir.0.join("applied.json")).await else {
+            continue;
+        };
+        let Ok(rec) = serde_json::from_slice::<Applied>(&bytes) else {
+            continue;
+        };
+        if rec.attached.iter().any(|a| a.volume_id == volume) && qemu::pid(&dir, id).is_some() {
+            out.push(dir);
+        }
+    }
+    out
+}
+
 /// The console bytes one report carried.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConsoleMark {
@@ -861,20 +1135,16 @@ async fn read_range(path: &Path, offset: u64) -> std::io::Result<Vec<u8>> {
 
 // ------------------------------------------------------------------ the agent loop
 
-struct Slot {
-    inst: Arc<Instance>,
-    tx: watch::Sender<Option<DesiredInstance>>,
-    task: tokio::task::JoinHandle<()>,
-    /// In the desired state at least once since the agent started.
-    desired: bool,
-}
+type Slot = crate::workers::Slot<Instance, DesiredInstance>;
 
 struct Agent {
     host: Arc<Host>,
     client: AgentClient,
     facts: HostFacts,
     slots: StdMutex<HashMap<Uuid, Slot>>,
-    changed: Notify,
+    volumes: Workers<Volume>,
+    backups: Workers<Backup>,
+    changed: Arc<Notify>,
     interval_secs: AtomicU64,
 }
 
@@ -923,7 +1193,7 @@ impl Agent {
         self.slots().insert(
             id,
             Slot {
-                inst,
+                obj: inst,
                 tx,
                 task,
                 desired: false,
@@ -936,6 +1206,14 @@ impl Agent {
             ds.report_interval_secs.clamp(1, 3600) as u64,
             Ordering::SeqCst,
         );
+        // Volumes and backups have their own workers; an attachment that fails because
+        // its volume is not ready yet is retried with the instance's backoff.
+        self.volumes
+            .dispatch(&self.host, &ds.volumes, &self.changed)
+            .await;
+        self.backups
+            .dispatch(&self.host, &ds.backups, &self.changed)
+            .await;
         for d in &ds.instances {
             let known = self.slots().contains_key(&d.id);
             if !known {
@@ -948,7 +1226,7 @@ impl Agent {
         let candidates: Vec<(Uuid, Arc<Instance>, bool)> = self
             .slots()
             .iter()
-            .map(|(id, s)| (*id, s.inst.clone(), s.desired))
+            .map(|(id, s)| (*id, s.obj.clone(), s.desired))
             .collect();
         for (id, inst, was_desired) in candidates {
             if wanted.contains_key(&id) {
@@ -960,23 +1238,8 @@ impl Agent {
                 tracing::warn!(%id, "instance no longer in the desired state; left as it is");
             }
         }
-        let mut slots = self.slots();
-        for id in forget {
-            if let Some(s) = slots.remove(&id) {
-                s.task.abort();
-            }
-        }
         // Instances on disk the control plane does not list are neither touched nor reported.
-        for (id, s) in slots.iter_mut() {
-            s.desired = match wanted.get(id) {
-                Some(d) => {
-                    s.tx.send_replace(Some((*d).clone()));
-                    true
-                }
-                None => false,
-            };
-        }
-        drop(slots);
+        crate::workers::hand_out(&mut self.slots(), &forget, &wanted);
         self.changed.notify_one();
     }
 
@@ -985,7 +1248,7 @@ impl Agent {
             .slots()
             .values()
             .filter(|s| s.desired)
-            .map(|s| s.inst.clone())
+            .map(|s| s.obj.clone())
             .collect();
         let mut instances = Vec::with_capacity(insts.len());
         let mut marks = Vec::with_capacity(insts.len());
@@ -998,8 +1261,8 @@ impl Agent {
             .report(&AgentReport {
                 facts: self.facts.clone(),
                 instances,
-                volumes: Vec::new(),
-                backups: Vec::new(),
+                volumes: self.volumes.reports(&self.host).await,
+                backups: self.backups.reports(&self.host).await,
             })
             .await?;
         for (i, m) in insts.iter().zip(marks) {
@@ -1090,19 +1353,27 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow
     .await?;
     tracing::info!(host_id = %id.host_id, server = %id.server, accel = accel.as_str(), "agent running");
     let client = AgentClient::new(&id.server, &id.credential)?;
-    let host = Arc::new(Host::new(
+    let mut host = Host::new(
         &cfg.state_dir,
         accel,
         &cfg.vnc_listen,
         cfg.faults.clone(),
         ImageStore::Server(client.clone()),
-    )?);
+    )?;
+    if let Some(dir) = &cfg.backup_dir {
+        host = host.with_backup_dir(dir)?;
+    }
+    let host = Arc::new(host);
+    let mut facts = facts;
+    facts.volume_pool_gib = host.pool.capacity_gib();
     let agent = Arc::new(Agent {
         host: host.clone(),
         client: client.clone(),
         facts,
         slots: StdMutex::default(),
-        changed: Notify::new(),
+        volumes: Workers::default(),
+        backups: Workers::default(),
+        changed: Arc::new(Notify::new()),
         interval_secs: AtomicU64::new(30),
     });
     for id in local_instances(&host.state_dir) {
@@ -1150,6 +1421,8 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow
         s.task.abort();
         let _ = s.task.await;
     }
+    agent.volumes.stop().await;
+    agent.backups.stop().await;
     Ok(())
 }
 

@@ -17,9 +17,17 @@ pub struct ImageInfo {
     pub actual_size: u64,
     #[serde(rename = "backing-filename", default)]
     pub backing_filename: Option<String>,
+    /// Internal snapshots (qcow2).
+    #[serde(default)]
+    pub snapshots: Vec<SnapshotInfo>,
 }
 
-async fn run(cmd: &mut Command) -> anyhow::Result<String> {
+#[derive(Debug, Clone, Deserialize)]
+pub struct SnapshotInfo {
+    pub name: String,
+}
+
+pub(crate) async fn run(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().await?;
     if !out.status.success() {
         anyhow::bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
@@ -36,6 +44,16 @@ pub async fn info(path: &Path, format: Option<&str>) -> anyhow::Result<ImageInfo
         cmd.arg("-f").arg(f);
     }
     let out = run(cmd.arg(path)).await?;
+    Ok(serde_json::from_str(&out)?)
+}
+
+/// [`info`] of an image a running QEMU may have open (`-U`: without taking its lock; the
+/// header can be a moment behind the guest's writes, which sizes and snapshot lists are not).
+pub async fn info_shared(path: &Path, format: &str) -> anyhow::Result<ImageInfo> {
+    let out = run(Command::new("qemu-img")
+        .args(["info", "--output=json", "-U", "-f", format])
+        .arg(path))
+    .await?;
     Ok(serde_json::from_str(&out)?)
 }
 
@@ -85,9 +103,10 @@ pub async fn overlay(base: &Path, dst: &Path, size: u64) -> anyhow::Result<()> {
     .map(|_| ())
 }
 
-pub async fn resize(path: &Path, size: u64) -> anyhow::Result<()> {
+/// Grow an image of `format` to `size` bytes.
+pub async fn resize(path: &Path, format: &str, size: u64) -> anyhow::Result<()> {
     run(Command::new("qemu-img")
-        .args(["resize", "-q", "-f", "qcow2"])
+        .args(["resize", "-q", "-f", format])
         .arg(path)
         .arg(size.to_string()))
     .await

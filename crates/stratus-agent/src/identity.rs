@@ -127,7 +127,7 @@ fn meminfo_mib() -> i64 {
 }
 
 /// Size of the file system holding `dir`, GiB.
-fn disk_gib(dir: &Path) -> i64 {
+pub(crate) fn disk_gib(dir: &Path) -> i64 {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
         return 0;

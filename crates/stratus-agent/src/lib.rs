@@ -1,7 +1,7 @@
 //! The Stratus host agent: the agent loop ([`agent`]) and its protocol client ([`client`]),
 //! and the data plane it drives: QEMU guests over QMP, their disks (qemu-img) and config
-//! drives, and the accelerator probe. [`sim`] is a simulated agent for control-plane scale
-//! tests.
+//! drives, and the accelerator probe; block storage volumes and backups ([`volumes`]) in a
+//! storage pool ([`pool`]). [`sim`] is a simulated agent for control-plane scale tests.
 
 pub mod accel;
 pub mod agent;
@@ -9,9 +9,12 @@ pub mod cidata;
 pub mod client;
 pub mod disk;
 pub mod identity;
+pub mod pool;
 pub mod qemu;
 pub mod qmp;
 pub mod sim;
+pub mod volumes;
+pub mod workers;
 
 /// A random password of `len` letters and digits (VNC passwords are at most 8 characters).
 pub fn random_password(len: usize) -> String {

@@ -1,19 +1,26 @@
 //! One QEMU process per instance, driven over QMP.
 //!
 //! Every instance has a directory holding its overlay disk, config drive, serial console
-//! log and pid file, and a QMP socket; its VNC console listens on TCP (password required). QEMU runs daemonized, so the agent can restart
-//! without touching running guests: it finds them again through the pid file and socket.
+//! log and pid file, and a QMP socket and a serial console socket; its VNC console listens
+//! on TCP (password required). QEMU runs daemonized, so the agent can restart without
+//! touching running guests: it finds them again through the pid file and socket.
+//!
+//! Data volumes are `virtio-blk-pci` devices straight on a volume's format node (see
+//! [`crate::pool::Nodes`]): given on the command line when QEMU starts, hot-plugged and
+//! unplugged over QMP while it runs, throttled on the device's BlockBackend.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::process::Command;
 use uuid::Uuid;
 
 use crate::accel::Accel;
+use crate::pool::Nodes;
 use crate::qmp::{Qmp, QmpError};
 
 /// What a guest is made of.
@@ -31,6 +38,27 @@ pub struct VmSpec {
     pub vnc_listen: String,
     /// …and a port, at least [`VNC_BASE_PORT`] (QEMU counts displays from there).
     pub vnc_port: u16,
+    /// Data volumes, in the order the guest sees them.
+    #[serde(default)]
+    pub volumes: Vec<VolumeDisk>,
+}
+
+/// A data volume as one guest's disk.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VolumeDisk {
+    pub volume_id: Uuid,
+    /// The block node tree ([`crate::pool::StoragePool::blockdev`]) as JSON text.
+    pub blockdev: String,
+    /// The serial the guest sees.
+    pub serial: String,
+    /// Other guests may write it too (`share-rw=on`).
+    pub shareable: bool,
+}
+
+impl VolumeDisk {
+    fn nodes(&self) -> Nodes {
+        Nodes::of(self.volume_id)
+    }
 }
 
 /// VNC display 0.
@@ -93,6 +121,11 @@ impl VmDir {
     /// The VNC socket of earlier versions (VNC now listens on TCP); removed with the rest.
     pub fn vnc(&self) -> PathBuf {
         self.1.with_extension("vnc")
+    }
+    /// The interactive serial console (a unix socket; its output also goes to
+    /// [`VmDir::console`]).
+    pub fn serial(&self) -> PathBuf {
+        self.1.with_extension("serial")
     }
     pub fn console(&self) -> PathBuf {
         self.0.join("console.log")
@@ -172,7 +205,12 @@ pub fn command_line(spec: &VmSpec, dir: &VmDir, incoming: bool) -> Vec<String> {
             vnc_address(&spec.vnc_listen, spec.vnc_port)
         ),
         "-chardev".into(),
-        format!("file,id=console,path={},append=on", dir.console().display()),
+        // A socket for interactive use; the log file records everything even with no client.
+        format!(
+            "socket,id=console,path={},server=on,wait=off,logfile={},logappend=on",
+            dir.serial().display(),
+            dir.console().display()
+        ),
         "-serial".into(),
         "chardev:console".into(),
         "-qmp".into(),
@@ -205,10 +243,37 @@ pub fn command_line(spec: &VmSpec, dir: &VmDir, incoming: bool) -> Vec<String> {
             "virtio-blk-pci,drive=cidata,id=cidata-disk".into(),
         ]);
     }
+    for v in &spec.volumes {
+        a.extend([
+            "-blockdev".into(),
+            v.blockdev.clone(),
+            "-device".into(),
+            volume_device_option(v),
+        ]);
+    }
     if incoming {
         a.extend(["-incoming".into(), "defer".into()]);
     }
     a
+}
+
+/// QEMU's option syntax: a comma inside a value is written twice.
+fn opt_escape(v: &str) -> String {
+    v.replace(',', ",,")
+}
+
+fn volume_device_option(v: &VolumeDisk) -> String {
+    let n = v.nodes();
+    let mut o = format!(
+        "virtio-blk-pci,drive={},id={},serial={}",
+        n.format,
+        n.device,
+        opt_escape(&v.serial)
+    );
+    if v.shareable {
+        o.push_str(",share-rw=on");
+    }
+    o
 }
 
 fn pid_alive(pid: u32, id: Uuid) -> bool {
@@ -465,4 +530,219 @@ pub async fn console_tail(dir: &VmDir, max: usize) -> anyhow::Result<String> {
     };
     let start = data.len().saturating_sub(max);
     Ok(String::from_utf8_lossy(&data[start..]).into_owned())
+}
+
+// ------------------------------------------------------------------ volumes over QMP
+//
+// QEMU serves one QMP client at a time, so every call below holds its connection only for
+// one command: waits poll with fresh connections and the reporter is not shut out.
+
+async fn exec(dir: &VmDir, command: &str, arguments: Value) -> Result<Value, QmpError> {
+    qmp(dir).await?.execute(command, Some(arguments)).await
+}
+
+/// Limit a volume's device to `max_iops` operations and `max_mbps` MB/s (reads and
+/// writes together; 0 = unlimited).
+pub async fn set_throttle(
+    dir: &VmDir,
+    volume: Uuid,
+    max_iops: i64,
+    max_mbps: i64,
+) -> anyhow::Result<()> {
+    let n = Nodes::of(volume);
+    exec(
+        dir,
+        "block_set_io_throttle",
+        json!({
+            // The BlockBackend's QOM path: the plain device id is not accepted.
+            "id": format!("/machine/peripheral/{}/virtio-backend", n.device),
+            "bps": max_mbps.max(0).saturating_mul(1_000_000),
+            "bps_rd": 0,
+            "bps_wr": 0,
+            "iops": max_iops.max(0),
+            "iops_rd": 0,
+            "iops_wr": 0,
+        }),
+    )
+    .await
+    .context("block_set_io_throttle")?;
+    Ok(())
+}
+
+/// Add a volume's nodes and its disk device to the running guest.
+pub async fn hot_plug(dir: &VmDir, v: &VolumeDisk) -> anyhow::Result<()> {
+    let n = v.nodes();
+    let node: Value = serde_json::from_str(&v.blockdev).context("the volume's block node")?;
+    // Nodes left by an unplug that timed out (the guest let go later) are in the way.
+    if has_node(dir, &n.format).await? {
+        exec(dir, "blockdev-del", json!({"node-name": n.format}))
+            .await
+            .context("removing the volume's old node")?;
+    }
+    exec(dir, "blockdev-add", node)
+        .await
+        .context("blockdev-add")?;
+    let mut dev = json!({
+        "driver": "virtio-blk-pci",
+        "id": n.device,
+        "drive": n.format,
+        "serial": v.serial,
+    });
+    if v.shareable {
+        dev["share-rw"] = json!(true);
+    }
+    if let Err(e) = exec(dir, "device_add", dev).await {
+        let _ = exec(dir, "blockdev-del", json!({"node-name": n.format})).await;
+        return Err(e).context("device_add");
+    }
+    Ok(())
+}
+
+/// Ids of the guest's devices that were given ids (`/machine/peripheral`).
+pub async fn peripherals(dir: &VmDir) -> anyhow::Result<Vec<String>> {
+    let list = exec(dir, "qom-list", json!({"path": "/machine/peripheral"})).await?;
+    Ok(list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str().map(str::to_string))
+        .collect())
+}
+
+async fn has_node(dir: &VmDir, node: &str) -> anyhow::Result<bool> {
+    let nodes = exec(dir, "query-named-block-nodes", json!({"flat": true})).await?;
+    Ok(nodes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|n| n["node-name"] == node))
+}
+
+/// Unplug a volume's disk: ask the guest to release it, wait until it has (at most
+/// `timeout`), then remove the nodes. Safe to repeat after a timeout.
+pub async fn hot_unplug(dir: &VmDir, volume: Uuid, timeout: Duration) -> anyhow::Result<()> {
+    let n = Nodes::of(volume);
+    let deadline = Instant::now() + timeout;
+    if peripherals(dir).await?.contains(&n.device) {
+        // A repeated request while the first is pending is refused; the wait below counts.
+        if let Err(e) = exec(dir, "device_del", json!({"id": n.device})).await {
+            tracing::debug!(%volume, "device_del: {e}");
+        }
+        while peripherals(dir).await?.contains(&n.device) {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the guest did not release the disk within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // The device leaves the QOM tree a moment before its BlockBackend lets go of the node
+    // (measured: a throttled disk's node was still "in use" right after).
+    while has_node(dir, &n.format).await? {
+        match exec(dir, "blockdev-del", json!({"node-name": n.format})).await {
+            Ok(_) => break,
+            Err(QmpError::Command { desc, .. })
+                if desc.contains("in use") && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e).context("blockdev-del"),
+        }
+    }
+    Ok(())
+}
+
+/// Grow an attached volume to `size` bytes (the guest sees the new size at once).
+pub async fn block_resize(dir: &VmDir, volume: Uuid, size: u64) -> anyhow::Result<()> {
+    exec(
+        dir,
+        "block_resize",
+        json!({"node-name": Nodes::of(volume).format, "size": size}),
+    )
+    .await
+    .context("block_resize")?;
+    Ok(())
+}
+
+/// Take (`create`) or delete an internal snapshot of an attached qcow2 volume.
+pub async fn snapshot_internal(
+    dir: &VmDir,
+    volume: Uuid,
+    name: &str,
+    create: bool,
+) -> anyhow::Result<()> {
+    let command = if create {
+        "blockdev-snapshot-internal-sync"
+    } else {
+        "blockdev-snapshot-delete-internal-sync"
+    };
+    exec(
+        dir,
+        command,
+        json!({"device": Nodes::of(volume).format, "name": name}),
+    )
+    .await
+    .context(command)?;
+    Ok(())
+}
+
+/// Copy an attached volume's data as of now into `target` (an existing qcow2 file of the
+/// volume's size) with a full backup job; `tag` (≤ 30 characters) names the job and the
+/// target node. Waits for the job; the target node is removed in any case.
+pub async fn backup(dir: &VmDir, volume: Uuid, target: &Path, tag: &str) -> anyhow::Result<()> {
+    let (job, node) = (format!("j{tag}"), format!("b{tag}"));
+    exec(
+        dir,
+        "blockdev-add",
+        json!({
+            "driver": "qcow2",
+            "node-name": node,
+            "file": {"driver": "file", "filename": target.display().to_string()},
+        }),
+    )
+    .await
+    .context("adding the backup target")?;
+    let outcome = async {
+        exec(
+            dir,
+            "blockdev-backup",
+            json!({
+                "job-id": job,
+                "device": Nodes::of(volume).format,
+                "target": node,
+                "sync": "full",
+                // Kept until dismissed, so its outcome can be read after it ends.
+                "auto-dismiss": false,
+            }),
+        )
+        .await
+        .context("blockdev-backup")?;
+        loop {
+            let jobs = exec(dir, "query-jobs", json!({})).await?;
+            let ours = jobs
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|j| j["id"] == job.as_str())
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("the backup job disappeared"))?;
+            if ours["status"] == "concluded" {
+                let _ = exec(dir, "job-dismiss", json!({"id": job})).await;
+                return match ours["error"].as_str() {
+                    Some(e) => Err(anyhow::anyhow!("backup job: {e}")),
+                    None => Ok(()),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    .await;
+    if outcome.is_err() {
+        let _ = exec(dir, "job-cancel", json!({"id": job, "force": true})).await;
+        let _ = exec(dir, "job-dismiss", json!({"id": job})).await;
+    }
+    let removed = exec(dir, "blockdev-del", json!({"node-name": node})).await;
+    outcome?;
+    removed.context("removing the backup target")?;
+    Ok(())
 }

@@ -4,7 +4,7 @@
 //! It joins `hosts` fake hosts (facts marked `simulated: true`), long-polls each one's
 //! desired state through the same protocol client as the real agent ([`crate::client`]),
 //! and reports every desired instance at once in its desired power state (`deleted` →
-//! `gone`). It starts no QEMU and writes no files except each fake host's identity
+//! `gone`), every desired volume ready as desired and every backup made. It starts no QEMU and writes no files except each fake host's identity
 //! (`<state_dir>/sim-<n>/agent.json`), so a restarted simulation keeps its hosts.
 
 use std::future::Future;
@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use stratus_api::{
-    ActualState, AgentReport, DesiredInstance, DesiredPower, DesiredState, GuestCounters,
-    HostFacts, InstanceReport,
+    ActualState, AgentReport, BackupReport, DesiredBackup, DesiredInstance, DesiredPower,
+    DesiredState, DesiredVolume, GuestCounters, HostFacts, InstanceReport, SnapshotReport,
+    VolumeReport, VolumeState,
 };
 use tokio::sync::{watch, Notify};
 
@@ -67,8 +68,55 @@ pub fn sim_instance_report(d: &DesiredInstance) -> InstanceReport {
             .capture_image_id
             .filter(|_| alive)
             .map(|_| "the simulated agent cannot capture images".to_string()),
-        volumes: Vec::new(),
+        volumes: if alive {
+            d.volumes.iter().map(|a| a.volume_id).collect()
+        } else {
+            Vec::new()
+        },
         volume_errors: Vec::new(),
+    }
+}
+
+/// What a simulated host reports for a desired volume: ready at the desired size with
+/// the desired snapshots and revert (`deleted` → `gone`).
+pub fn sim_volume_report(d: &DesiredVolume) -> VolumeReport {
+    VolumeReport {
+        id: d.id,
+        generation: d.generation,
+        state: if d.deleted {
+            VolumeState::Gone
+        } else {
+            VolumeState::Ready
+        },
+        error: None,
+        size_gib: if d.deleted { 0 } else { d.size_gib },
+        allocated_bytes: 0,
+        snapshots: if d.deleted {
+            Vec::new()
+        } else {
+            d.snapshots
+                .iter()
+                .map(|s| SnapshotReport {
+                    id: *s,
+                    error: None,
+                })
+                .collect()
+        },
+        revert_serial: d.revert.as_ref().map_or(0, |r| r.serial),
+    }
+}
+
+/// What a simulated host reports for a desired backup: made (storing nothing), or gone.
+pub fn sim_backup_report(d: &DesiredBackup) -> BackupReport {
+    BackupReport {
+        id: d.id,
+        state: if d.deleted {
+            VolumeState::Gone
+        } else {
+            VolumeState::Ready
+        },
+        error: None,
+        stored_bytes: 0,
     }
 }
 
@@ -132,8 +180,8 @@ impl SimHost {
                 let report = AgentReport {
                     facts: self.facts.clone(),
                     instances: ds.instances.iter().map(sim_instance_report).collect(),
-                    volumes: Vec::new(),
-                    backups: Vec::new(),
+                    volumes: ds.volumes.iter().map(sim_volume_report).collect(),
+                    backups: ds.backups.iter().map(sim_backup_report).collect(),
                 };
                 let sent = tokio::select! {
                     r = self.client.report(&report) => r,
@@ -208,9 +256,11 @@ pub async fn run_simulated(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stratus_api::{DesiredAttachment, DesiredRevert, VolumeFormat};
 
     #[test]
     fn reports_what_was_desired() {
+        let vol = uuid::Uuid::new_v4();
         let d = DesiredInstance {
             id: uuid::Uuid::new_v4(),
             generation: 7,
@@ -230,7 +280,14 @@ mod tests {
             console_serial: 3,
             console_expires_at: None,
             capture_image_id: None,
-            volumes: vec![],
+            volumes: vec![DesiredAttachment {
+                volume_id: vol,
+                serial: "abc".into(),
+                format: VolumeFormat::Qcow2,
+                shareable: false,
+                max_iops: 800,
+                max_mbps: 100,
+            }],
         };
         let r = sim_instance_report(&d);
         assert_eq!(
@@ -238,6 +295,7 @@ mod tests {
             (ActualState::Running, 7, 2, 1)
         );
         assert_eq!(r.console_serial, 3);
+        assert_eq!(r.volumes, vec![vol]);
         assert_eq!(r.counters.unwrap().memory_bytes, 1 << 30);
         let gone = sim_instance_report(&DesiredInstance {
             power: DesiredPower::Deleted,
@@ -245,5 +303,53 @@ mod tests {
         });
         assert_eq!(gone.state, ActualState::Gone);
         assert!(gone.vnc_port.is_none() && gone.counters.is_none());
+        assert!(gone.volumes.is_empty());
+    }
+
+    #[test]
+    fn volumes_and_backups_are_ready_as_desired() {
+        let snap = uuid::Uuid::new_v4();
+        let mut v = DesiredVolume {
+            id: uuid::Uuid::new_v4(),
+            generation: 4,
+            size_gib: 20,
+            format: VolumeFormat::Qcow2,
+            source: None,
+            snapshots: vec![snap],
+            revert: Some(DesiredRevert {
+                serial: 2,
+                snapshot_id: snap,
+            }),
+            deleted: false,
+        };
+        let r = sim_volume_report(&v);
+        assert_eq!(
+            (r.state, r.generation, r.size_gib, r.revert_serial),
+            (VolumeState::Ready, 4, 20, 2)
+        );
+        assert_eq!(
+            r.snapshots,
+            vec![SnapshotReport {
+                id: snap,
+                error: None
+            }]
+        );
+        assert!(r.error.is_none());
+        v.deleted = true;
+        v.generation = 5;
+        let r = sim_volume_report(&v);
+        assert_eq!((r.state, r.generation), (VolumeState::Gone, 5));
+        let mut b = DesiredBackup {
+            id: uuid::Uuid::new_v4(),
+            volume_id: v.id,
+            deleted: false,
+        };
+        let r = sim_backup_report(&b);
+        assert_eq!(
+            (r.state, r.stored_bytes, r.error),
+            (VolumeState::Ready, 0, None)
+        );
+        b.deleted = true;
+        assert_eq!(sim_backup_report(&b).state, VolumeState::Gone);
     }
 }

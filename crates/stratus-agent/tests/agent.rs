@@ -2,129 +2,18 @@
 //! plane: images come from a local directory. Each guest boot costs seconds under TCG, so
 //! the lifecycle is one test.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+mod common;
 
-use stratus_agent::accel::Accel;
-use stratus_agent::agent::{Host, ImageStore, Instance};
-use stratus_agent::client::sha256_file;
+use common::{fixture, no_process, report, wait_console};
+use stratus_agent::agent::{Host, Instance};
 use stratus_agent::{disk, qemu};
-use stratus_api::{ActualState, DesiredInstance, DesiredPower, InstanceReport};
+use stratus_api::{ActualState, DesiredPower};
 use uuid::Uuid;
-
-fn tiny_image() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = root.join("target/images/tiny.qcow2");
-    let status = std::process::Command::new(root.join("scripts/build-tiny-image"))
-        .arg(&out)
-        .status()
-        .expect("run build-tiny-image");
-    assert!(status.success(), "building the tiny image failed");
-    out
-}
-
-struct Fixture {
-    root: PathBuf,
-    images: PathBuf,
-    image_id: Uuid,
-    sha: String,
-}
-
-async fn fixture() -> Fixture {
-    let root = std::env::temp_dir().join(format!("stratus-agent-conv-{}", Uuid::new_v4().simple()));
-    let images = root.join("store");
-    std::fs::create_dir_all(&images).unwrap();
-    let image_id = Uuid::new_v4();
-    let src = tiny_image();
-    std::os::unix::fs::symlink(&src, images.join(format!("{image_id}.qcow2"))).unwrap();
-    let sha = sha256_file(&src).await.unwrap();
-    Fixture {
-        root,
-        images,
-        image_id,
-        sha,
-    }
-}
-
-impl Fixture {
-    fn host(&self, name: &str, faults: &[&str]) -> Host {
-        Host::new(
-            &self.root.join(name),
-            Accel::Tcg,
-            "127.0.0.1",
-            faults.iter().map(|f| f.to_string()).collect(),
-            ImageStore::Local(self.images.clone()),
-        )
-        .unwrap()
-    }
-
-    fn desired(&self, id: Uuid, hostname: &str) -> DesiredInstance {
-        DesiredInstance {
-            id,
-            generation: 1,
-            hostname: hostname.into(),
-            vcpus: 1,
-            memory_mib: 256,
-            root_disk_gib: 1,
-            image_id: self.image_id,
-            image_sha256: self.sha.clone(),
-            power: DesiredPower::Running,
-            stop_timeout_secs: 60,
-            soft_reboots: 0,
-            hard_reboots: 0,
-            ssh_keys: vec!["ssh-ed25519 AAAAC3NzaTest test@stratus".into()],
-            user_data: None,
-            console_password: None,
-            console_serial: 0,
-            console_expires_at: None,
-            capture_image_id: None,
-            volumes: vec![],
-        }
-    }
-}
-
-/// No process mentions `id` on its command line.
-fn no_process(id: Uuid) -> bool {
-    let id = id.to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .all(|e| {
-            std::fs::read(e.path().join("cmdline"))
-                .map(|c| !String::from_utf8_lossy(&c).contains(&id))
-                .unwrap_or(true)
-        })
-}
 
 /// Nothing of the instance is left: no directory, no sockets.
 fn no_files(host: &Host, id: Uuid) -> bool {
     let dir = qemu::VmDir::new(&host.state_dir, id);
-    !dir.0.exists() && !dir.qmp().exists() && !dir.vnc().exists()
-}
-
-/// Report (and acknowledge) until the console collected so far contains `needle`.
-async fn wait_console(inst: &Instance, console: &mut String, needle: &str, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (r, mark) = inst.report().await;
-        if let Some(text) = r.console_append {
-            console.push_str(&text);
-        }
-        inst.acknowledge(mark).await;
-        if console.matches(needle).count() >= count {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {needle:?} (#{count}) on the console:\n{console}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn report(inst: &Instance) -> InstanceReport {
-    inst.report().await.0
+    !dir.0.exists() && !dir.qmp().exists() && !dir.vnc().exists() && !dir.serial().exists()
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! The agent loop and the simulated agent against a scripted stand-in for the control
 //! plane's `/v1/agent/*` endpoints (the real ones live in stratus-server).
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -11,11 +13,13 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use common::desired_instance;
 use sha2::{Digest, Sha256};
 use stratus_agent::accel::Accel;
 use stratus_agent::agent::{self, AgentConfig};
 use stratus_api::{
-    ActualState, AgentJoin, AgentJoined, AgentReport, DesiredInstance, DesiredPower, DesiredState,
+    ActualState, AgentJoin, AgentJoined, AgentReport, DesiredAttachment, DesiredBackup,
+    DesiredInstance, DesiredPower, DesiredState, DesiredVolume, VolumeFormat, VolumeState,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -158,6 +162,14 @@ impl Fake {
         });
     }
 
+    fn set_storage(&self, volumes: Vec<DesiredVolume>, backups: Vec<DesiredBackup>) {
+        self.desired.send_modify(|d| {
+            d.generation += 1;
+            d.volumes = volumes;
+            d.backups = backups;
+        });
+    }
+
     /// Wait until a report satisfies `pred`.
     async fn wait_report(&self, what: &str, pred: impl Fn(&AgentReport) -> bool) -> AgentReport {
         self.wait_report_from(0, what, pred).await
@@ -197,34 +209,14 @@ impl Fake {
     }
 }
 
-fn desired_instance(id: Uuid, image_id: Uuid, sha: &str) -> DesiredInstance {
-    DesiredInstance {
-        id,
-        generation: 1,
-        hostname: "vm-one".into(),
-        vcpus: 1,
-        memory_mib: 256,
-        root_disk_gib: 1,
-        image_id,
-        image_sha256: sha.into(),
-        power: DesiredPower::Running,
-        stop_timeout_secs: 60,
-        soft_reboots: 0,
-        hard_reboots: 0,
-        ssh_keys: vec![],
-        user_data: None,
-        console_password: None,
-        console_serial: 0,
-        console_expires_at: None,
-        capture_image_id: None,
-        volumes: vec![],
-    }
-}
-
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("stratus-{tag}-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+fn volume_state(r: &AgentReport, id: Uuid) -> Option<VolumeState> {
+    r.volumes.iter().find(|v| v.id == id).map(|v| v.state)
 }
 
 fn state_of(r: &AgentReport, id: Uuid) -> Option<ActualState> {
@@ -333,14 +325,43 @@ async fn agent_joins_runs_captures_and_deletes_an_instance() {
     assert!(err.to_string().contains("join token"), "{err}");
 
     let (stop, task) = start(Some("jt-secret"));
+    // A volume first, then an instance that has it attached.
+    let mut vol = DesiredVolume {
+        id: Uuid::new_v4(),
+        generation: 1,
+        size_gib: 1,
+        format: VolumeFormat::Qcow2,
+        source: None,
+        snapshots: vec![],
+        revert: None,
+        deleted: false,
+    };
+    f.set_storage(vec![vol.clone()], vec![]);
+    let r = f
+        .wait_report("a ready volume", |r| {
+            volume_state(r, vol.id) == Some(VolumeState::Ready)
+        })
+        .await;
+    assert!(r.facts.volume_pool_gib > 0, "{:?}", r.facts);
     let id = Uuid::new_v4();
     let mut d = desired_instance(id, image_id, &sha);
+    d.volumes = vec![DesiredAttachment {
+        volume_id: vol.id,
+        serial: "vol-one".into(),
+        format: VolumeFormat::Qcow2,
+        shareable: false,
+        max_iops: 800,
+        max_mbps: 100,
+    }];
     f.set(vec![d.clone()]);
     let r = f
         .wait_report("a running instance", |r| {
             state_of(r, id) == Some(ActualState::Running)
         })
         .await;
+    let inst = r.instances.iter().find(|i| i.id == id).unwrap();
+    assert_eq!(inst.volumes, vec![vol.id], "{inst:?}");
+    assert!(inst.volume_errors.is_empty(), "{inst:?}");
     assert_eq!(r.facts.hypervisor, "tcg");
     assert!(!r.facts.simulated && r.facts.cpus >= 1);
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -356,10 +377,13 @@ async fn agent_joins_runs_captures_and_deletes_an_instance() {
     assert!(std::path::Path::new(&format!("/proc/{}", pid.trim())).exists());
     let (stop, task) = start(None);
     let n = f.cp.lock().unwrap().reports.len();
-    f.wait_report_from(n, "a report after the restart", |r| {
-        state_of(r, id) == Some(ActualState::Running)
-    })
-    .await;
+    let r = f
+        .wait_report_from(n, "a report after the restart", |r| {
+            state_of(r, id) == Some(ActualState::Running)
+                && volume_state(r, vol.id) == Some(VolumeState::Ready)
+        })
+        .await;
+    assert_eq!(r.instances[0].volumes, vec![vol.id]);
     assert_eq!(f.cp.lock().unwrap().joins.len(), 1);
     assert_eq!(
         std::fs::read_to_string(dir.join(format!("instances/{id}/qemu.pid"))).unwrap(),
@@ -391,6 +415,20 @@ async fn agent_joins_runs_captures_and_deletes_an_instance() {
             .cloned()
             .unwrap();
     assert_eq!(&up[..4], b"QFI\xfb", "a qcow2 file");
+    // Stopped: still reported with the volume its next start attaches; a backup of it.
+    assert_eq!(r.instances[0].volumes, vec![vol.id]);
+    let backup = DesiredBackup {
+        id: Uuid::new_v4(),
+        volume_id: vol.id,
+        deleted: false,
+    };
+    f.set_storage(vec![vol.clone()], vec![backup.clone()]);
+    f.wait_report("a backup", |r| {
+        r.backups
+            .iter()
+            .any(|b| b.id == backup.id && b.state == VolumeState::Ready)
+    })
+    .await;
 
     // Delete, then the instance leaves the desired state and the reports.
     d.generation = 3;
@@ -401,6 +439,22 @@ async fn agent_joins_runs_captures_and_deletes_an_instance() {
     })
     .await;
     assert!(!dir.join(format!("instances/{id}")).exists());
+    vol.generation = 2;
+    vol.deleted = true;
+    f.set_storage(
+        vec![vol.clone()],
+        vec![DesiredBackup {
+            deleted: true,
+            ..backup
+        }],
+    );
+    f.wait_report("a gone volume and backup", |r| {
+        volume_state(r, vol.id) == Some(VolumeState::Gone)
+            && r.backups.iter().all(|b| b.state == VolumeState::Gone)
+    })
+    .await;
+    assert!(!dir.join(format!("volumes/{}.qcow2", vol.id)).exists());
+    f.set_storage(vec![], vec![]);
     f.set(vec![]);
     let n = f.cp.lock().unwrap().reports.len();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -4,22 +4,13 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::tiny_image;
 use stratus_agent::accel::{self, Accel};
 use stratus_agent::qemu::{self, PowerState, VmDir, VmSpec};
 use stratus_agent::{cidata, disk};
 use uuid::Uuid;
-
-/// The tiny guest image, built from Debian packages by the repository's script.
-fn tiny_image() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = root.join("target/images/tiny.qcow2");
-    let status = std::process::Command::new(root.join("scripts/build-tiny-image"))
-        .arg(&out)
-        .status()
-        .expect("run build-tiny-image");
-    assert!(status.success(), "building the tiny image failed");
-    out
-}
 
 fn state_dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("stratus-agent-test-{}", Uuid::new_v4().simple()));
@@ -95,6 +86,7 @@ async fn tiny_guest_lifecycle() {
         cidata: Some(dir.cidata()),
         vnc_listen: "127.0.0.1".into(),
         vnc_port: qemu::free_vnc_port("127.0.0.1", &[]).unwrap(),
+        volumes: vec![],
     };
 
     qemu::start(&spec, &dir, false).await.unwrap();

@@ -185,6 +185,7 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         vnc_listen: a.vnc_listen,
         hostname: a.hostname,
         faults: a.faults,
+        backup_dir: None,
     };
     stratus_agent::agent::run(cfg, shutdown_signal()).await
 }
