@@ -277,6 +277,8 @@ async fn raw_boot(image: &Path, work: &Path) -> anyhow::Result<Duration> {
         cidata: Some(dir.cidata()),
         vnc_listen: "127.0.0.1".into(),
         vnc_port: qemu::free_vnc_port("127.0.0.1", &[])?,
+        volumes: Vec::new(),
+        boot: None,
     };
     let t = Instant::now();
     qemu::start(&spec, &dir, false).await?;

@@ -318,6 +318,9 @@ struct Applied {
     /// Attachments or detachments that failed in the last converge.
     #[serde(default)]
     volume_errors: Vec<AttachmentError>,
+    /// The volume the guest boots from (its root disk), while QEMU has it open.
+    #[serde(default)]
+    boot: Option<DesiredAttachment>,
 }
 
 const RECORD_VERSION: u32 = 1;
@@ -438,6 +441,7 @@ impl Instance {
             .volumes
             .iter()
             .chain(&rec.attached)
+            .chain(&d.boot_volume)
             .map(|a| a.volume_id)
             .collect();
         let _volumes = host.lock_volumes(&volumes).await;
@@ -544,28 +548,38 @@ impl Instance {
         };
         self.save(rec).await?;
 
-        let image = async {
-            let path = host.image(d.image_id, &d.image_sha256).await?;
-            host.fault("agent.image")?;
-            anyhow::Ok(path)
-        }
-        .await
-        .with_context(|| format!("downloading image {}", d.image_id))?;
+        match &d.boot_volume {
+            // The root disk is a volume of the pool: nothing to download or copy.
+            Some(boot) => {
+                volume_disk(host, boot)
+                    .await
+                    .with_context(|| format!("the boot volume {}", boot.volume_id))?;
+            }
+            None => {
+                let image = async {
+                    let path = host.image(d.image_id, &d.image_sha256).await?;
+                    host.fault("agent.image")?;
+                    anyhow::Ok(path)
+                }
+                .await
+                .with_context(|| format!("downloading image {}", d.image_id))?;
 
-        async {
-            let size = gib(d.root_disk_gib)?;
-            let base = disk::info(&image, Some("qcow2")).await?;
-            anyhow::ensure!(
-                size >= base.virtual_size,
-                "{} GiB is smaller than the image ({} bytes)",
-                d.root_disk_gib,
-                base.virtual_size
-            );
-            disk::overlay(&image, &self.dir.root_disk(), size).await?;
-            host.fault("agent.disk")
+                async {
+                    let size = gib(d.root_disk_gib)?;
+                    let base = disk::info(&image, Some("qcow2")).await?;
+                    anyhow::ensure!(
+                        size >= base.virtual_size,
+                        "{} GiB is smaller than the image ({} bytes)",
+                        d.root_disk_gib,
+                        base.virtual_size
+                    );
+                    disk::overlay(&image, &self.dir.root_disk(), size).await?;
+                    host.fault("agent.disk")
+                }
+                .await
+                .context("creating the root disk")?;
+            }
         }
-        .await
-        .context("creating the root disk")?;
 
         async {
             cidata::build(
@@ -603,12 +617,23 @@ impl Instance {
         d: &DesiredInstance,
         rec: &mut Applied,
     ) -> anyhow::Result<()> {
-        if d.root_disk_gib > rec.root_disk_gib && !self.dir.saved_state().exists() {
+        if d.boot_volume.is_none()
+            && d.root_disk_gib > rec.root_disk_gib
+            && !self.dir.saved_state().exists()
+        {
             disk::resize(&self.dir.root_disk(), "qcow2", gib(d.root_disk_gib)?)
                 .await
                 .context("growing the root disk")?;
             rec.root_disk_gib = d.root_disk_gib;
         }
+        let boot = match &d.boot_volume {
+            Some(b) => Some(
+                volume_disk(host, b)
+                    .await
+                    .with_context(|| format!("the boot volume {}", b.volume_id))?,
+            ),
+            None => None,
+        };
         let vcpus = u32::try_from(d.vcpus)
             .ok()
             .filter(|v| *v > 0)
@@ -656,10 +681,17 @@ impl Instance {
                 vnc_listen: host.vnc_listen.clone(),
                 vnc_port: port,
                 volumes: disks.clone(),
+                boot: boot.clone(),
             };
             let started = qemu::start(&spec, &self.dir, true).await;
             if started.is_ok() {
                 rec.attached = attach.clone();
+                rec.boot = d.boot_volume.clone();
+                if let Some(b) = &d.boot_volume {
+                    qemu::set_throttle(&self.dir, b.volume_id, b.max_iops, b.max_mbps)
+                        .await
+                        .context("limiting the boot volume's I/O")?;
+                }
                 for a in &attach {
                     if let Err(e) =
                         qemu::set_throttle(&self.dir, a.volume_id, a.max_iops, a.max_mbps).await
@@ -787,7 +819,7 @@ impl Instance {
                 let stopped = qemu::power_state(&self.dir, self.id).await == PowerState::Off
                     && !self.dir.saved_state().exists();
                 let outcome = if stopped {
-                    self.capture(host, image_id).await
+                    self.capture(host, image_id, d.boot_volume.as_ref()).await
                 } else {
                     Err(anyhow::anyhow!(
                         "the instance must be stopped to capture it"
@@ -920,15 +952,28 @@ impl Instance {
         Ok(())
     }
 
-    /// A standalone qcow2 of the root disk (backing chain flattened), stored as `image_id`.
-    async fn capture(&self, host: &Host, image_id: Uuid) -> anyhow::Result<()> {
+    /// A standalone qcow2 of the root disk (backing chain flattened, or the boot volume's
+    /// data), stored as `image_id`.
+    async fn capture(
+        &self,
+        host: &Host,
+        image_id: Uuid,
+        boot: Option<&DesiredAttachment>,
+    ) -> anyhow::Result<()> {
         let dir = host.state_dir.join("captures");
         tokio::fs::create_dir_all(&dir).await?;
         let tmp = dir.join(format!("{image_id}.qcow2"));
         let result = async {
-            disk::convert(&self.dir.root_disk(), "qcow2", &tmp, "qcow2")
-                .await
-                .context("qemu-img convert")?;
+            match boot {
+                Some(b) => host
+                    .pool
+                    .export(b.volume_id, b.format, &tmp)
+                    .await
+                    .context("exporting the boot volume")?,
+                None => disk::convert(&self.dir.root_disk(), "qcow2", &tmp, "qcow2")
+                    .await
+                    .context("qemu-img convert")?,
+            }
             host.images.store(image_id, &tmp).await.context("uploading")
         }
         .await;
@@ -1105,7 +1150,12 @@ pub(crate) async fn running_with(host: &Host, volume: Uuid) -> Vec<VmDir> {
         let Ok(rec) = serde_json::from_slice::<Applied>(&bytes) else {
             continue;
         };
-        if rec.attached.iter().any(|a| a.volume_id == volume) && qemu::pid(&dir, id).is_some() {
+        let has = rec
+            .attached
+            .iter()
+            .chain(&rec.boot)
+            .any(|a| a.volume_id == volume);
+        if has && qemu::pid(&dir, id).is_some() {
             out.push(dir);
         }
     }

@@ -7,6 +7,7 @@ pub mod accel;
 pub mod agent;
 pub mod cidata;
 pub mod client;
+pub mod console;
 pub mod disk;
 pub mod identity;
 pub mod pool;

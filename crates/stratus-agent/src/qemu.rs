@@ -41,6 +41,9 @@ pub struct VmSpec {
     /// Data volumes, in the order the guest sees them.
     #[serde(default)]
     pub volumes: Vec<VolumeDisk>,
+    /// Boot from this volume instead of `root_disk`.
+    #[serde(default)]
+    pub boot: Option<VolumeDisk>,
 }
 
 /// A data volume as one guest's disk.
@@ -222,16 +225,27 @@ pub fn command_line(spec: &VmSpec, dir: &VmDir, incoming: bool) -> Vec<String> {
         // `elevateprivileges=deny` block the fork and setsid that -daemonize needs.)
         "-sandbox".into(),
         "on,obsolete=deny,resourcecontrol=deny".into(),
-        "-drive".into(),
-        format!(
-            "file={},if=none,id=root,format=qcow2,discard=unmap",
-            spec.root_disk.display()
-        ),
-        "-device".into(),
-        "virtio-blk-pci,drive=root,id=root-disk,bootindex=1".into(),
-        "-device".into(),
-        "virtio-balloon-pci,id=balloon".into(),
     ];
+    match &spec.boot {
+        // Named like a data volume, so the volume's QMP operations (grow, snapshot, backup,
+        // limits) reach it the same way.
+        Some(b) => a.extend([
+            "-blockdev".into(),
+            b.blockdev.clone(),
+            "-device".into(),
+            format!("{},bootindex=1", volume_device_option(b)),
+        ]),
+        None => a.extend([
+            "-drive".into(),
+            format!(
+                "file={},if=none,id=root,format=qcow2,discard=unmap",
+                spec.root_disk.display()
+            ),
+            "-device".into(),
+            "virtio-blk-pci,drive=root,id=root-disk,bootindex=1".into(),
+        ]),
+    }
+    a.extend(["-device".into(), "virtio-balloon-pci,id=balloon".into()]);
     if let Some(c) = &spec.cidata {
         a.extend([
             "-drive".into(),

@@ -288,6 +288,7 @@ mod tests {
                 max_iops: 800,
                 max_mbps: 100,
             }],
+            boot_volume: None,
         };
         let r = sim_instance_report(&d);
         assert_eq!(

@@ -87,6 +87,7 @@ async fn tiny_guest_lifecycle() {
         vnc_listen: "127.0.0.1".into(),
         vnc_port: qemu::free_vnc_port("127.0.0.1", &[]).unwrap(),
         volumes: vec![],
+        boot: None,
     };
 
     qemu::start(&spec, &dir, false).await.unwrap();

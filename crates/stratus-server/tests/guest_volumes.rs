@@ -419,3 +419,78 @@ async fn io_tiers_are_enforced_on_the_running_guest() {
     gone(&admin, &format!("/v1/instances/{vm}")).await;
     ts.stop().await;
 }
+
+#[tokio::test]
+async fn an_instance_boots_from_a_volume_with_data_volumes_attached_at_boot() {
+    let ts = TestServer::start_with(|c| {
+        c.local_agent.enabled = true;
+        c.local_agent.hypervisor = "tcg".into();
+        c.compute.report_interval_secs = 2;
+    })
+    .await;
+    let (admin, t) = setup(&ts).await;
+    // A bootable volume holding the image, and an empty data volume.
+    let boot: Vec<Value> = admin
+        .post(
+            "/v1/volumes",
+            &json!({"name": "root", "project_id": t.project, "image": "tiny", "volume_type": "ultra"}),
+        )
+        .await
+        .unwrap();
+    let boot = settle(
+        &admin,
+        &format!("/v1/volumes/{}", id(&boot[0])),
+        "available",
+    )
+    .await;
+    assert_eq!(boot["bootable"], true);
+    assert_eq!(boot["size_gib"], 1, "the image's size, rounded up");
+    let data = new_volume(&admin, &t, "logs", 1, "normal").await;
+    let v: Vec<Value> = admin
+        .post(
+            "/v1/instances",
+            &json!({"name": "fromvol", "project_id": t.project, "flavor": "tiny.1c256m",
+                "boot_volume_id": id(&boot), "volume_ids": [id(&data)]}),
+        )
+        .await
+        .unwrap();
+    let vm = id(&v[0]);
+    let shown = settle(&admin, &format!("/v1/instances/{vm}"), "running").await;
+    assert_eq!(shown["boot_volume_id"], id(&boot).as_str());
+    assert_eq!(shown["volumes"], json!([id(&data)]));
+    let mut sh = shell(&ts, &admin, &vm).await;
+    // The root disk is the volume (its serial), the data volume is there from the start.
+    let root = device(&mut sh, &id(&boot).replace('-', "")[..20]).await;
+    assert_eq!(root, "vda");
+    let d = device(&mut sh, &id(&data).replace('-', "")[..20]).await;
+    assert_ne!(d, "vda");
+    for v in [&boot, &data] {
+        settle(&admin, &format!("/v1/volumes/{}", id(v)), "in_use").await;
+    }
+    // The root disk cannot be detached; deleting the instance gives both volumes back.
+    let e = admin
+        .post::<Value>(&format!("/v1/volumes/{}/detach", id(&boot)), &json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status, 409, "{}", e.message);
+    admin.delete(&format!("/v1/instances/{vm}")).await.unwrap();
+    gone(&admin, &format!("/v1/instances/{vm}")).await;
+    for v in [&boot, &data] {
+        settle(&admin, &format!("/v1/volumes/{}", id(v)), "available").await;
+    }
+    // The volume still boots: a second instance from the same root disk.
+    let v: Vec<Value> = admin
+        .post(
+            "/v1/instances",
+            &json!({"name": "again", "project_id": t.project, "flavor": "tiny.1c256m",
+                "boot_volume_id": id(&boot)}),
+        )
+        .await
+        .unwrap();
+    let vm = id(&v[0]);
+    settle(&admin, &format!("/v1/instances/{vm}"), "running").await;
+    shell(&ts, &admin, &vm).await;
+    admin.delete(&format!("/v1/instances/{vm}")).await.unwrap();
+    gone(&admin, &format!("/v1/instances/{vm}")).await;
+    ts.stop().await;
+}

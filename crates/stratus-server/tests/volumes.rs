@@ -1021,3 +1021,145 @@ async fn departments_never_see_or_touch_each_others_volumes() {
     assert!(!events["items"].as_array().unwrap().is_empty(), "{events}");
     ts.stop().await;
 }
+
+#[tokio::test]
+async fn instances_boot_from_volumes_and_attach_volumes_at_boot() {
+    let ts = TestServer::start().await;
+    let admin = ts.admin().await;
+    let a = tree(&admin, "A").await;
+    let b = tree(&admin, "B").await;
+    let agent = Agent::join(&ts, &admin, "cn1", 1000).await;
+    let image = raw_image(&admin, Some(&a.project)).await;
+    let root = create_volume(
+        &admin,
+        json!({"name": "root", "project_id": a.project, "image": id(&image), "size_gib": 20}),
+    )
+    .await;
+    let rid = id(&root);
+    assert_eq!(root["bootable"], true);
+    let w = agent.want("volumes", &rid).await;
+    assert_eq!(w["source"]["kind"], "image");
+    assert_eq!(w["source"]["image_id"], id(&image).as_str());
+    agent.volume_ready(&rid).await;
+    let mut ready = Vec::new();
+    for name in ["data", "blank"] {
+        let v = create_volume(
+            &admin,
+            json!({"name": name, "project_id": a.project, "size_gib": 5}),
+        )
+        .await;
+        agent.volume_ready(&id(&v)).await;
+        ready.push(id(&v));
+    }
+    let (did, blank) = (ready[0].clone(), ready[1].clone());
+    let vb = create_volume(
+        &admin,
+        json!({"name": "theirs", "project_id": b.project, "size_gib": 5}),
+    )
+    .await;
+    // A volume on a second host (the first one disabled while it is placed).
+    let other = Agent::join(&ts, &admin, "cn2", 1000).await;
+    let _: Value = admin
+        .patch(
+            &format!("/v1/hosts/{}", agent.host_id),
+            &json!({"enabled": false}),
+        )
+        .await
+        .unwrap();
+    let far = create_volume(
+        &admin,
+        json!({"name": "far", "project_id": a.project, "size_gib": 5}),
+    )
+    .await;
+    assert_eq!(far["host_id"], other.host_id.as_str());
+    other.volume_ready(&id(&far)).await;
+    let _: Value = admin
+        .patch(
+            &format!("/v1/hosts/{}", agent.host_id),
+            &json!({"enabled": true}),
+        )
+        .await
+        .unwrap();
+
+    let with = |extra: Value| {
+        let mut v = json!({"name": "vm", "project_id": a.project, "flavor": "basic.2c4g"});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        v
+    };
+    for (body, field) in [
+        (with(json!({})), "image"),
+        (
+            with(json!({"image": id(&image), "boot_volume_id": rid})),
+            "boot_volume_id",
+        ),
+        (with(json!({"boot_volume_id": blank})), "boot_volume_id"),
+        (with(json!({"boot_volume_id": rid, "count": 2})), "count"),
+        (
+            with(json!({"boot_volume_id": rid, "volume_ids": [id(&vb)]})),
+            "volume_ids",
+        ),
+        (
+            with(json!({"boot_volume_id": rid, "volume_ids": [rid]})),
+            "volume_ids",
+        ),
+        (
+            with(json!({"boot_volume_id": rid, "volume_ids": [id(&far)]})),
+            "volume_ids",
+        ),
+        (
+            with(json!({"boot_volume_id": uuid::Uuid::new_v4()})),
+            "boot_volume_id",
+        ),
+    ] {
+        let e = admin
+            .post::<Vec<Value>>("/v1/instances", &body)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status, 400, "{body}: {}", e.message);
+        assert!(e.message.starts_with(field), "{body}: {}", e.message);
+    }
+
+    // Boot from the root volume with a data volume: placed on their host, both attached
+    // from the first desired state, the boot volume as the root disk.
+    let v: Vec<Value> = admin
+        .post(
+            "/v1/instances",
+            &with(json!({"boot_volume_id": rid, "volume_ids": [did]})),
+        )
+        .await
+        .unwrap();
+    let vm = id(&v[0]);
+    assert_eq!(v[0]["host_id"], agent.host_id.as_str());
+    assert_eq!(v[0]["root_disk_gib"], 0, "no root disk of its own");
+    assert_eq!(v[0]["boot_volume_id"], rid.as_str());
+    let w = agent.want("instances", &vm).await;
+    assert_eq!(w["boot_volume"]["volume_id"], rid.as_str());
+    assert_eq!(w["volumes"][0]["volume_id"], did.as_str());
+    let h: Value = admin
+        .get(&format!("/v1/hosts/{}", agent.host_id), &[])
+        .await
+        .unwrap();
+    assert_eq!(h["allocated_disk_gib"], 0, "{h}");
+    agent.instance_converged(&vm, "running").await;
+    for v in [&rid, &did] {
+        assert_eq!(vol(&admin, v).await["status"], "in_use");
+    }
+    let e = admin
+        .post::<Value>(&format!("/v1/volumes/{rid}/detach"), &json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status, 409);
+    assert!(e.message.contains("root disk"), "{}", e.message);
+    admin.delete(&format!("/v1/instances/{vm}")).await.unwrap();
+    let w = agent.want("instances", &vm).await;
+    agent
+        .report(json!({"instances": [{"id": vm, "generation": w["generation"], "state": "gone"}]}))
+        .await;
+    for v in [&rid, &did] {
+        assert_eq!(vol(&admin, v).await["status"], "available");
+    }
+    consistent(&admin).await;
+    ts.stop().await;
+}

@@ -9,8 +9,6 @@ use stratus_agent::accel::Accel;
 use stratus_agent::agent::{Host, ImageStore, Instance};
 use stratus_agent::client::sha256_file;
 use stratus_api::{DesiredInstance, DesiredPower, InstanceReport};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
 use uuid::Uuid;
 
 /// The tiny guest image, built from Debian packages by the repository's script.
@@ -91,6 +89,7 @@ pub fn desired_instance(id: Uuid, image_id: Uuid, sha: &str) -> DesiredInstance 
         console_expires_at: None,
         capture_image_id: None,
         volumes: vec![],
+        boot_volume: None,
     }
 }
 
@@ -133,53 +132,20 @@ pub fn no_process(id: Uuid) -> bool {
 }
 
 /// A root shell on a guest's serial console (the tiny image leaves one on ttyS0).
-pub struct Shell {
-    stream: UnixStream,
-    buf: String,
-    n: u64,
-}
+pub struct Shell(stratus_agent::console::SerialShell);
 
 impl Shell {
     pub async fn connect(path: &Path) -> Shell {
-        let stream = UnixStream::connect(path).await.unwrap();
-        Shell {
-            stream,
-            buf: String::new(),
-            n: 0,
-        }
+        Shell(
+            stratus_agent::console::SerialShell::connect(path)
+                .await
+                .unwrap(),
+        )
     }
 
-    /// Run `cmd` and return what it printed (stdout and stderr, lines joined by `\n`).
-    /// The output is found between two markers the shell computes (`S7S` from
-    /// `S$((7))S`), so neither the echoed input nor its line wrapping can match them.
+    /// Run `cmd` and return what it printed; the test fails after `timeout`.
     pub async fn run(&mut self, cmd: &str, timeout: Duration) -> String {
-        self.n += 1;
-        let n = self.n;
-        let line = format!("echo S$(({n}))S; {cmd}; echo F$(({n}))F\n");
-        self.stream.write_all(line.as_bytes()).await.unwrap();
-        let (begin, end) = (format!("S{n}S"), format!("F{n}F"));
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(b) = self.buf.find(&begin) {
-                if let Some(e) = self.buf[b..].find(&end) {
-                    let out = self.buf[b + begin.len()..b + e].replace('\r', "");
-                    self.buf.drain(..b + e + end.len());
-                    return out.trim().to_string();
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "no answer to {cmd:?} within {timeout:?}:\n{}",
-                self.buf
-            );
-            let mut chunk = [0u8; 4096];
-            if let Ok(r) = tokio::time::timeout(left, self.stream.read(&mut chunk)).await {
-                let k = r.unwrap();
-                assert!(k > 0, "the serial console closed");
-                self.buf.push_str(&String::from_utf8_lossy(&chunk[..k]));
-            }
-        }
+        self.0.run(cmd, timeout).await.unwrap()
     }
 
     /// `run` with a 30 s timeout.

@@ -285,10 +285,7 @@ async fn desired_state(app: &App, host: Uuid, generation: i64) -> Result<Desired
         };
         let mut d = crate::store::desired(r, password);
         d.volumes = attachments.data.remove(&r.api.id).unwrap_or_default();
-        d.boot_volume = attachments
-            .boot
-            .remove(&r.api.id)
-            .and_then(|mut b| b.pop());
+        d.boot_volume = attachments.boot.remove(&r.api.id).and_then(|mut b| b.pop());
         instances.push(d);
     }
     let mut snapshots = app.store.snapshot_ids_on_host(host).await?;

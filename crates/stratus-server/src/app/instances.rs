@@ -383,7 +383,7 @@ pub async fn instance_list(
 
 pub async fn instance_view(app: &App, p: &Principal, id: Uuid) -> Result<Instance> {
     let mut i = instance_visible(app, p, id).await?.0.api;
-    i.volumes = app.store.volume_ids_of_instance(id).await?;
+    i.volumes = app.store.volume_ids_of_instance(id, false).await?;
     Ok(i)
 }
 
@@ -501,7 +501,12 @@ pub async fn instance_action(
                         id: f.id,
                         vcpus: f.vcpus,
                         memory_mib: f.memory_mib,
-                        disk_gib: f.disk_gib,
+                        // An instance booted from a volume keeps no root disk of its own.
+                        disk_gib: if row.api.boot_volume_id.is_some() {
+                            0
+                        } else {
+                            f.disk_gib
+                        },
                     },
                     &f.name,
                     &app.config.compute,

@@ -965,7 +965,7 @@ async fn run_policy(
 ) -> Result<PolicyRun> {
     let mut volumes = bp.volume_ids.clone();
     for i in &bp.instance_ids {
-        for v in app.store.volume_ids_of_instance(*i).await? {
+        for v in app.store.volume_ids_of_instance(*i, true).await? {
             if !volumes.contains(&v) {
                 volumes.push(v);
             }
@@ -1086,19 +1086,29 @@ pub async fn boot_volumes(
     if b.volume_ids.len() as i64 > crate::store::MAX_INSTANCE_VOLUMES {
         return Err(Error::invalid(
             "volume_ids",
-            &format!("at most {} data volumes", crate::store::MAX_INSTANCE_VOLUMES),
+            &format!(
+                "at most {} data volumes",
+                crate::store::MAX_INSTANCE_VOLUMES
+            ),
         ));
     }
     let usable = |field: &'static str, v: &VolumeRow| -> Result<()> {
         if v.api.project_id != project {
-            return Err(Error::invalid(field, &format!("volume {} is in another project", v.api.id)));
+            return Err(Error::invalid(
+                field,
+                &format!("volume {} is in another project", v.api.id),
+            ));
         }
         let free = v.api.status == VolumeStatus::Available
             || (v.api.shareable && v.api.status == VolumeStatus::InUse);
         if !free {
             return Err(Error::invalid(
                 field,
-                &format!("volume {} is {}; it must be available", v.api.id, v.api.status.as_str()),
+                &format!(
+                    "volume {} is {}; it must be available",
+                    v.api.id,
+                    v.api.status.as_str()
+                ),
             ));
         }
         Ok(())
@@ -1116,17 +1126,25 @@ pub async fn boot_volumes(
         if !v.api.bootable {
             return Err(Error::invalid(
                 "boot_volume_id",
-                &format!("volume {id} is not bootable: make it from an image (volume create --image)"),
+                &format!(
+                    "volume {id} is not bootable: make it from an image (volume create --image)"
+                ),
             ));
         }
         if v.api.shareable {
-            return Err(Error::invalid("boot_volume_id", "a shareable volume cannot be a root disk"));
+            return Err(Error::invalid(
+                "boot_volume_id",
+                "a shareable volume cannot be a root disk",
+            ));
         }
         out.boot = Some(v);
     }
     for id in &b.volume_ids {
         if Some(*id) == b.boot_volume_id || out.data.iter().any(|v| v.api.id == *id) {
-            return Err(Error::invalid("volume_ids", &format!("volume {id} is listed twice")));
+            return Err(Error::invalid(
+                "volume_ids",
+                &format!("volume {id} is listed twice"),
+            ));
         }
         let (v, _) = volume_visible(app, p, *id)
             .await

@@ -35,8 +35,8 @@ pub use quotas::QuotaDelta;
 pub use tokens::SessionRow;
 pub use users::{NewUser, UserRow};
 pub use volumes::{
-    desired_volume, volume_serial, HostAttachments, NewVolume, Placement, SnapshotRow, VolumeQuery, VolumeRow,
-    BUILTIN_VOLUME_TYPES, MAX_ATTACHMENTS, MAX_INSTANCE_VOLUMES, MAX_SNAPSHOTS,
+    desired_volume, volume_serial, HostAttachments, NewVolume, Placement, SnapshotRow, VolumeQuery,
+    VolumeRow, BUILTIN_VOLUME_TYPES, MAX_ATTACHMENTS, MAX_INSTANCE_VOLUMES, MAX_SNAPSHOTS,
 };
 
 use base64::Engine;

@@ -699,20 +699,18 @@ impl Store {
             } else {
                 &mut out.data
             };
-            list.entry(instance)
-                .or_default()
-                .push(DesiredAttachment {
-                    volume_id: col_uuid(&r, "volume_id")?,
-                    serial: col_str(&r, "serial")?,
-                    format: if col_str(&r, "format")? == "raw" {
-                        VolumeFormat::Raw
-                    } else {
-                        VolumeFormat::Qcow2
-                    },
-                    shareable: col_bool(&r, "shareable")?,
-                    max_iops: col_i64(&r, "max_iops")?,
-                    max_mbps: col_i64(&r, "max_mbps")?,
-                });
+            list.entry(instance).or_default().push(DesiredAttachment {
+                volume_id: col_uuid(&r, "volume_id")?,
+                serial: col_str(&r, "serial")?,
+                format: if col_str(&r, "format")? == "raw" {
+                    VolumeFormat::Raw
+                } else {
+                    VolumeFormat::Qcow2
+                },
+                shareable: col_bool(&r, "shareable")?,
+                max_iops: col_i64(&r, "max_iops")?,
+                max_mbps: col_i64(&r, "max_mbps")?,
+            });
         }
         Ok(out)
     }
@@ -1783,12 +1781,19 @@ impl Store {
         Ok((volumes, snapshots))
     }
 
-    /// Volumes attached to an instance (for its API view).
-    pub async fn volume_ids_of_instance(&self, instance: Uuid) -> Result<Vec<Uuid>> {
+    /// Volumes attached to an instance, in order: its data volumes, and with `with_boot`
+    /// the volume it boots from first.
+    pub async fn volume_ids_of_instance(
+        &self,
+        instance: Uuid,
+        with_boot: bool,
+    ) -> Result<Vec<Uuid>> {
         let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT volume_id FROM volume_attachments WHERE instance_id = $1 ORDER BY position",
+            "SELECT volume_id FROM volume_attachments WHERE instance_id = $1 AND (boot = 0 OR $2 = 1) \
+             ORDER BY position",
         )
         .bind(instance.to_string())
+        .bind(with_boot as i64)
         .fetch_all(&self.db.read)
         .await?;
         Ok(rows
