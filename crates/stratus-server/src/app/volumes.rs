@@ -335,10 +335,7 @@ pub async fn volume_create(app: &App, p: &Principal, b: VolumeCreate) -> Result<
     // Step 2: room in a pool. A volume that fits nowhere goes to `error` holding nothing.
     let mut out = Vec::with_capacity(items.len());
     for n in &items {
-        let placement = match src.placement {
-            Placement::Host(h) => Placement::Host(h),
-            Placement::Anywhere => Placement::Anywhere,
-        };
+        let placement = src.placement;
         let placed = app
             .store
             .volume_place(

@@ -332,6 +332,7 @@ pub struct HostAttachments {
 }
 
 /// Where a new volume must live (its source is in that host's pool), if anywhere.
+#[derive(Debug, Clone, Copy)]
 pub enum Placement {
     Anywhere,
     Host(Uuid),
