@@ -121,6 +121,8 @@ pub struct LocalAgentConfig {
     /// Address the instances' VNC consoles listen on.
     pub vnc_listen: String,
     pub availability_zone: String,
+    /// Where volume backups are kept. Default: `<state_dir>/backups`.
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl Default for ComputeConfig {
@@ -146,6 +148,7 @@ impl Default for LocalAgentConfig {
             hypervisor: "auto".into(),
             vnc_listen: "127.0.0.1".into(),
             availability_zone: "az1".into(),
+            backup_dir: None,
         }
     }
 }

@@ -208,6 +208,7 @@ async fn start_local_agent(
         _ => None,
     };
     cfg.vnc_listen = la.vnc_listen.clone();
+    cfg.backup_dir = la.backup_dir.clone();
     cfg.faults = app
         .config
         .faults

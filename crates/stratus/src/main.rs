@@ -118,6 +118,10 @@ struct AgentArgs {
     /// Hostname reported to the control plane [default: the system's].
     #[arg(long, value_name = "NAME", env = "STRATUS_AGENT_HOSTNAME")]
     hostname: Option<String>,
+    /// Where volume backups are kept (other storage than the volumes', e.g. a mount)
+    /// [default: <state-dir>/backups].
+    #[arg(long, value_name = "DIR", env = "STRATUS_AGENT_BACKUP_DIR")]
+    backup_dir: Option<PathBuf>,
     /// Scale-test instrument, not for production: instead of a real agent, join N simulated
     /// hosts that report every desired instance in its desired state without running guests.
     #[arg(long, value_name = "N", env = "STRATUS_AGENT_SIMULATE")]
@@ -185,7 +189,7 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         vnc_listen: a.vnc_listen,
         hostname: a.hostname,
         faults: a.faults,
-        backup_dir: None,
+        backup_dir: a.backup_dir,
     };
     stratus_agent::agent::run(cfg, shutdown_signal()).await
 }

@@ -316,9 +316,6 @@ pub async fn agent_report(app: &App, host: Uuid, r: AgentReport) -> Result<()> {
         .map(|row| (row.api.id, row))
         .collect();
     let mut wake = false;
-    app.store
-        .host_pool_update(host, r.facts.volume_pool_gib)
-        .await?;
     for ir in &r.instances {
         let Some(row) = rows.get(&ir.id) else {
             continue;

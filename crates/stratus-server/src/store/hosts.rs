@@ -94,8 +94,8 @@ impl Store {
         let id = Uuid::new_v4();
         let now = now_text();
         sqlx::query(&format!(
-            "INSERT INTO hosts ({COLS}, credential_hash, generation) \
-             VALUES ($1, $2, $3, 1, '', $4, $5, $6, $7, 0, 0, 0, 0, $8, $8, $8, $9, 1)"
+            "INSERT INTO hosts ({COLS}, credential_hash, generation, volume_pool_gib) \
+             VALUES ($1, $2, $3, 1, '', $4, $5, $6, $7, 0, 0, 0, 0, $8, $8, $8, $9, 1, $10)"
         ))
         .bind(id.to_string())
         .bind(&facts.hostname)
@@ -106,6 +106,7 @@ impl Store {
         .bind(facts.disk_gib)
         .bind(&now)
         .bind(credential_hash)
+        .bind(facts.volume_pool_gib)
         .execute(&self.db.write)
         .await?;
         self.host_get(id, c)
@@ -127,7 +128,7 @@ impl Store {
         let now = now_text();
         sqlx::query(
             "UPDATE hosts SET facts = $1, cpus = $2, memory_mib = $3, disk_gib = $4, \
-             last_heartbeat_at = $5, updated_at = $5 WHERE id = $6",
+             last_heartbeat_at = $5, updated_at = $5, volume_pool_gib = $7 WHERE id = $6",
         )
         .bind(serde_json::to_string(facts).unwrap_or_default())
         .bind(facts.cpus)
@@ -135,6 +136,7 @@ impl Store {
         .bind(facts.disk_gib)
         .bind(&now)
         .bind(id.to_string())
+        .bind(facts.volume_pool_gib)
         .execute(&self.db.write)
         .await?;
         Ok(())

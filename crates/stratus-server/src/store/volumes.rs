@@ -1802,18 +1802,6 @@ impl Store {
             .filter_map(|(s,)| Uuid::parse_str(&s).ok())
             .collect())
     }
-
-    /// The host's pool size from its agent's facts.
-    pub async fn host_pool_update(&self, host: Uuid, gib: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE hosts SET volume_pool_gib = $1 WHERE id = $2 AND volume_pool_gib <> $1",
-        )
-        .bind(gib)
-        .bind(host.to_string())
-        .execute(&self.db.write)
-        .await?;
-        Ok(())
-    }
 }
 
 // ---------------------------------------------------------------- helpers in a transaction
