@@ -493,46 +493,26 @@ pub(crate) async fn volume(c: &Client, out: &Out, cmd: VolumeCmd) -> anyhow::Res
             VOLUME,
         ),
         VolumeCmd::Attach { id, server, wait } => {
-            let v: Value = c
-                .post(
-                    &format!("/v1/volumes/{id}/attach"),
-                    &VolumeAttach {
-                        instance_id: server,
-                    },
-                )
-                .await?;
-            show_after(c, out, &format!("/v1/volumes/{id}"), v, wait, VOLUME).await?
+            let body = VolumeAttach {
+                instance_id: server,
+            };
+            volume_action(c, out, id, "attach", &body, wait).await?
         }
         VolumeCmd::Detach { id, server, wait } => {
-            let v: Value = c
-                .post(
-                    &format!("/v1/volumes/{id}/detach"),
-                    &VolumeDetach {
-                        instance_id: server,
-                    },
-                )
-                .await?;
-            show_after(c, out, &format!("/v1/volumes/{id}"), v, wait, VOLUME).await?
+            let body = VolumeDetach {
+                instance_id: server,
+            };
+            volume_action(c, out, id, "detach", &body, wait).await?
         }
         VolumeCmd::Extend { id, size, wait } => {
-            let v: Value = c
-                .post(
-                    &format!("/v1/volumes/{id}/extend"),
-                    &VolumeExtend { size_gib: size },
-                )
-                .await?;
-            show_after(c, out, &format!("/v1/volumes/{id}"), v, wait, VOLUME).await?
+            let body = VolumeExtend { size_gib: size };
+            volume_action(c, out, id, "extend", &body, wait).await?
         }
         VolumeCmd::Revert { id, snapshot, wait } => {
-            let v: Value = c
-                .post(
-                    &format!("/v1/volumes/{id}/revert"),
-                    &VolumeRevert {
-                        snapshot_id: snapshot,
-                    },
-                )
-                .await?;
-            show_after(c, out, &format!("/v1/volumes/{id}"), v, wait, VOLUME).await?
+            let body = VolumeRevert {
+                snapshot_id: snapshot,
+            };
+            volume_action(c, out, id, "revert", &body, wait).await?
         }
         VolumeCmd::Rename {
             id,
@@ -590,6 +570,19 @@ pub(crate) async fn volume(c: &Client, out: &Out, cmd: VolumeCmd) -> anyhow::Res
         }
     }
     Ok(())
+}
+
+/// POST `/v1/volumes/{id}/{action}`; with `wait`, until the volume is settled.
+async fn volume_action(
+    c: &Client,
+    out: &Out,
+    id: Uuid,
+    action: &str,
+    body: &impl serde::Serialize,
+    wait: bool,
+) -> anyhow::Result<()> {
+    let v: Value = c.post(&format!("/v1/volumes/{id}/{action}"), body).await?;
+    show_after(c, out, &format!("/v1/volumes/{id}"), v, wait, VOLUME).await
 }
 
 /// POST a create; with `wait`, poll each new volume until settled. Fails if any failed.

@@ -91,18 +91,32 @@ fn target<'a>(project: Uuid, chain: &'a [Uuid]) -> Target<'a> {
     Target::Project { id: project, chain }
 }
 
+/// `found` (a `what` with id `id`, owned by the project and VDC `owner` gives) if the caller
+/// may see it, with its VDC chain; 404 otherwise, as if it did not exist.
+async fn seen<T>(
+    app: &App,
+    p: &Principal,
+    what: &str,
+    id: Uuid,
+    found: Option<T>,
+    owner: impl Fn(&T) -> (Uuid, Uuid),
+) -> Result<(T, Vec<Uuid>)> {
+    let item = found.ok_or_else(|| Error::not_found(what, id))?;
+    let (project, vdc) = owner(&item);
+    let chain = app.store.vdc_chain(vdc).await?;
+    if !p.can(Perm::ResourceRead, &target(project, &chain)) {
+        return Err(Error::not_found(what, id));
+    }
+    Ok((item, chain))
+}
+
 /// A volume the caller may see, with its VDC chain.
 pub async fn volume_visible(app: &App, p: &Principal, id: Uuid) -> Result<(VolumeRow, Vec<Uuid>)> {
-    let row = app
-        .store
-        .volume_get(id)
-        .await?
-        .ok_or_else(|| Error::not_found("volume", id))?;
-    let chain = app.store.vdc_chain(row.api.vdc_id).await?;
-    if !p.can(Perm::ResourceRead, &target(row.api.project_id, &chain)) {
-        return Err(Error::not_found("volume", id));
-    }
-    Ok((row, chain))
+    let row = app.store.volume_get(id).await?;
+    seen(app, p, "volume", id, row, |v| {
+        (v.api.project_id, v.api.vdc_id)
+    })
+    .await
 }
 
 /// A volume the caller may change (403 if they only see it).
@@ -568,16 +582,11 @@ pub async fn volume_revert(app: &App, p: &Principal, id: Uuid, b: VolumeRevert) 
 // ---------------------------------------------------------------- snapshots
 
 async fn snapshot_visible(app: &App, p: &Principal, id: Uuid) -> Result<(SnapshotRow, Vec<Uuid>)> {
-    let s = app
-        .store
-        .snapshot_get(id)
-        .await?
-        .ok_or_else(|| Error::not_found("snapshot", id))?;
-    let chain = app.store.vdc_chain(s.api.vdc_id).await?;
-    if !p.can(Perm::ResourceRead, &target(s.api.project_id, &chain)) {
-        return Err(Error::not_found("snapshot", id));
-    }
-    Ok((s, chain))
+    let s = app.store.snapshot_get(id).await?;
+    seen(app, p, "snapshot", id, s, |s| {
+        (s.api.project_id, s.api.vdc_id)
+    })
+    .await
 }
 
 pub async fn snapshot_create(app: &App, p: &Principal, b: SnapshotCreate) -> Result<Snapshot> {
@@ -673,16 +682,8 @@ pub async fn snapshot_delete(app: &App, p: &Principal, id: Uuid) -> Result<()> {
 // ---------------------------------------------------------------- backups
 
 async fn backup_visible(app: &App, p: &Principal, id: Uuid) -> Result<(Backup, Vec<Uuid>)> {
-    let b = app
-        .store
-        .backup_get(id)
-        .await?
-        .ok_or_else(|| Error::not_found("backup", id))?;
-    let chain = app.store.vdc_chain(b.vdc_id).await?;
-    if !p.can(Perm::ResourceRead, &target(b.project_id, &chain)) {
-        return Err(Error::not_found("backup", id));
-    }
-    Ok((b, chain))
+    let b = app.store.backup_get(id).await?;
+    seen(app, p, "backup", id, b, |b| (b.project_id, b.vdc_id)).await
 }
 
 /// Start a backup of a volume (made on request, or by `policy`).
@@ -761,16 +762,11 @@ pub async fn backup_delete(app: &App, p: &Principal, id: Uuid) -> Result<()> {
 // ---------------------------------------------------------------- backup policies
 
 async fn policy_visible(app: &App, p: &Principal, id: Uuid) -> Result<(BackupPolicy, Vec<Uuid>)> {
-    let bp = app
-        .store
-        .backup_policy_get(id)
-        .await?
-        .ok_or_else(|| Error::not_found("backup policy", id))?;
-    let chain = app.store.vdc_chain(bp.vdc_id).await?;
-    if !p.can(Perm::ResourceRead, &target(bp.project_id, &chain)) {
-        return Err(Error::not_found("backup policy", id));
-    }
-    Ok((bp, chain))
+    let bp = app.store.backup_policy_get(id).await?;
+    seen(app, p, "backup policy", id, bp, |b| {
+        (b.project_id, b.vdc_id)
+    })
+    .await
 }
 
 /// Policy settings a user may give, checked: the targets must be the project's own.

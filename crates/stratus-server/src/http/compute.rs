@@ -11,16 +11,7 @@ use super::extract::{Ctx, Json, Path, Query};
 use crate::app::{self, AppRef};
 use crate::error::{current_request_id, Error, Result};
 
-type Ok<T> = Result<axum::Json<T>>;
-type Created<T> = Result<(StatusCode, axum::Json<T>)>;
-
-fn created<T>(v: T) -> Created<T> {
-    Ok((StatusCode::CREATED, axum::Json(v)))
-}
-
-fn accepted<T>(v: T) -> Created<T> {
-    Ok((StatusCode::ACCEPTED, axum::Json(v)))
-}
+use super::{accepted, created, Created, Ok};
 
 // ---------------------------------------------------------------- hosts
 

@@ -65,6 +65,18 @@ use extract::Authenticated;
 )]
 struct ApiDoc;
 
+/// A JSON answer (200), and a created (201) or accepted (202) one: what handlers return.
+pub(crate) type Ok<T> = crate::error::Result<axum::Json<T>>;
+pub(crate) type Created<T> = crate::error::Result<(axum::http::StatusCode, axum::Json<T>)>;
+
+pub(crate) fn created<T>(v: T) -> Created<T> {
+    Ok((axum::http::StatusCode::CREATED, axum::Json(v)))
+}
+
+pub(crate) fn accepted<T>(v: T) -> Created<T> {
+    Ok((axum::http::StatusCode::ACCEPTED, axum::Json(v)))
+}
+
 /// Names the account in the audit log when the request had none (a login attempt).
 #[derive(Clone)]
 pub struct AuditActor(pub String);

@@ -9,16 +9,7 @@ use super::extract::{Ctx, Json, Path, Query};
 use crate::app::{self, AppRef};
 use crate::error::Result;
 
-type Ok<T> = Result<axum::Json<T>>;
-type Created<T> = Result<(StatusCode, axum::Json<T>)>;
-
-fn created<T>(v: T) -> Created<T> {
-    Ok((StatusCode::CREATED, axum::Json(v)))
-}
-
-fn accepted<T>(v: T) -> Created<T> {
-    Ok((StatusCode::ACCEPTED, axum::Json(v)))
-}
+use super::{accepted, created, Created, Ok};
 
 /// Volume types and the I/O limits enforced on their volumes (the spec's tiers are built in).
 #[utoipa::path(get, path = "/v1/volume-types", operation_id = "volume_type_list", tag = "volumes",
