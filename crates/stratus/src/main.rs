@@ -126,8 +126,8 @@ struct AgentArgs {
     /// hosts that report every desired instance in its desired state without running guests.
     #[arg(long, value_name = "N", env = "STRATUS_AGENT_SIMULATE")]
     simulate: Option<usize>,
-    /// Test instrument: make a build step fail (agent.image, agent.disk, agent.cidata,
-    /// agent.start).
+    /// Test instrument: make a step fail (agent.image, agent.disk, agent.cidata,
+    /// agent.start, agent.volume, agent.attach, agent.backup).
     #[arg(
         long = "fault",
         hide = true,
