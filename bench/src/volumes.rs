@@ -259,7 +259,7 @@ async fn main() -> anyhow::Result<()> {
         // Lay the span out first: reads of never-written blocks would not touch the disk.
         sh(
             &mut shell,
-            &format!("stratus-io /dev/{dev} write 1048576 600 {SPAN_MIB} >/dev/null || true"),
+            &format!("stratus-io /dev/{dev} write 1048576 0 {SPAN_MIB} >/dev/null"),
         )
         .await?;
         let mut row = Vec::new();

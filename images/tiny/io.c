@@ -4,8 +4,8 @@
  *   stratus-io DEVICE MODE BLOCK_BYTES SECONDS [SPAN_MIB]
  *     MODE: randread | randwrite | read | write
  *
- * Runs for SECONDS (or until the span is covered once for sequential modes that reach the
- * end: they wrap around) and prints one line:
+ * Runs for SECONDS (sequential modes wrap around at the end of the span); SECONDS 0 makes
+ * one sequential pass over the span and stops (to lay data out before measuring). Prints:
  *
  *   stratus-io mode=randread bs=4096 ops=12345 secs=5.00 iops=2469.0 mbps=10.11
  *
@@ -48,8 +48,8 @@ int main(int argc, char **argv) {
     double secs = atof(argv[4]);
     int writing = strstr(mode, "write") != NULL;
     int random = strncmp(mode, "rand", 4) == 0;
-    if (bs < 512 || bs % 512 != 0 || secs <= 0) {
-        fprintf(stderr, "stratus-io: BLOCK_BYTES must be a multiple of 512, SECONDS > 0\n");
+    if (bs < 512 || bs % 512 != 0 || secs < 0) {
+        fprintf(stderr, "stratus-io: BLOCK_BYTES must be a multiple of 512, SECONDS >= 0\n");
         return 2;
     }
     int fd = open(dev, (writing ? O_RDWR : O_RDONLY) | O_DIRECT);
@@ -77,10 +77,12 @@ int main(int argc, char **argv) {
     if (posix_memalign(&buf, 4096, (size_t)bs) != 0) return 1;
     memset(buf, 0x5a, (size_t)bs);
     uint64_t seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15ULL | 1, ops = 0, next = 0;
-    double start = now(), end = start + secs, t = start;
-    while (t < end) {
+    int once = secs == 0;
+    if (once) random = 0;
+    double start = now(), end = once ? 1e300 : start + secs, t = start;
+    while (t < end && !(once && next >= blocks)) {
         /* 64 operations between clock reads keep timing cheap. */
-        for (int i = 0; i < 64; i++) {
+        for (int i = 0; i < 64 && !(once && next >= blocks); i++) {
             uint64_t b = random ? rnd(&seed) % blocks : next++ % blocks;
             off_t off = (off_t)(b * (uint64_t)bs);
             ssize_t n = writing ? pwrite(fd, buf, (size_t)bs, off) : pread(fd, buf, (size_t)bs, off);
