@@ -1313,6 +1313,7 @@ impl Agent {
                 instances,
                 volumes: self.volumes.reports(&self.host).await,
                 backups: self.backups.reports(&self.host).await,
+                vpcs: Vec::new(),
             })
             .await?;
         for (i, m) in insts.iter().zip(marks) {

@@ -178,6 +178,7 @@ pub fn host_facts(
         simulated: false,
         // The pool is the state directory's filesystem for now (volumes/ under it).
         volume_pool_gib: disk_gib(state_dir),
+        tunnel_ip: String::new(),
     }
 }
 

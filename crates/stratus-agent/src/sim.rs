@@ -34,6 +34,7 @@ pub fn sim_facts(n: usize) -> HostFacts {
         simulated: true,
         console_address: format!("sim-{n}"),
         volume_pool_gib: 0,
+        tunnel_ip: String::new(),
     }
 }
 
@@ -182,6 +183,7 @@ impl SimHost {
                     instances: ds.instances.iter().map(sim_instance_report).collect(),
                     volumes: ds.volumes.iter().map(sim_volume_report).collect(),
                     backups: ds.backups.iter().map(sim_backup_report).collect(),
+                    vpcs: Vec::new(),
                 };
                 let sent = tokio::select! {
                     r = self.client.report(&report) => r,
@@ -289,6 +291,7 @@ mod tests {
                 max_mbps: 100,
             }],
             boot_volume: None,
+            nics: vec![],
         };
         let r = sim_instance_report(&d);
         assert_eq!(

@@ -28,6 +28,9 @@ pub struct HostFacts {
     /// Size of the storage pool volumes live in, GiB (0: the host has no volume pool).
     #[serde(default)]
     pub volume_pool_gib: i64,
+    /// The address other hosts reach this one's VXLAN tunnels at (empty: none).
+    #[serde(default)]
+    pub tunnel_ip: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -373,6 +376,10 @@ pub struct InstanceCreate {
     /// Data volumes attached from the first boot (same project; `count` must be 1).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volume_ids: Vec<Uuid>,
+    /// Networks, as NICs in order (up to 16): a subnet (a port is made for each instance)
+    /// or an existing free port (`count` must then be 1). None: no network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nics: Vec<crate::NicRequest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability_zone: Option<String>,
     /// Key pair name in the project.
@@ -518,6 +525,9 @@ pub struct DesiredState {
     /// Backup copies in this host's backup directory.
     #[serde(default)]
     pub backups: Vec<crate::DesiredBackup>,
+    /// VPCs, security groups, peerings and the external network on this host.
+    #[serde(default)]
+    pub network: crate::DesiredNetwork,
     /// Seconds between reports.
     pub report_interval_secs: i64,
 }
@@ -566,6 +576,9 @@ pub struct DesiredInstance {
     /// disk is not resized).
     #[serde(default)]
     pub boot_volume: Option<crate::DesiredAttachment>,
+    /// NICs, in the order the guest sees them (none: the guest has no network).
+    #[serde(default)]
+    pub nics: Vec<crate::DesiredNic>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -642,6 +655,8 @@ pub struct AgentReport {
     pub volumes: Vec<crate::VolumeReport>,
     #[serde(default)]
     pub backups: Vec<crate::BackupReport>,
+    #[serde(default)]
+    pub vpcs: Vec<crate::VpcReport>,
 }
 
 // ---------------------------------------------------------------- object storage

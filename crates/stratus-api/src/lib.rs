@@ -5,11 +5,13 @@
 
 pub mod compute;
 pub mod error;
+pub mod networks;
 pub mod sigv4;
 pub mod types;
 pub mod volumes;
 
 pub use compute::*;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use networks::*;
 pub use types::*;
 pub use volumes::*;

@@ -90,6 +90,7 @@ pub fn desired_instance(id: Uuid, image_id: Uuid, sha: &str) -> DesiredInstance 
         capture_image_id: None,
         volumes: vec![],
         boot_volume: None,
+        nics: vec![],
     }
 }
 

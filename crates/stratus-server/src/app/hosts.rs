@@ -301,6 +301,7 @@ async fn desired_state(app: &App, host: Uuid, generation: i64) -> Result<Desired
         instances,
         volumes,
         backups: app.store.backups_on_host(host).await?,
+        network: stratus_api::DesiredNetwork::default(),
         report_interval_secs: app.config.compute.report_interval_secs,
     })
 }

@@ -1145,5 +1145,6 @@ pub fn desired(row: &InstanceRow, console_password: Option<String>) -> DesiredIn
         capture_image_id: row.capture_image_id,
         volumes: Vec::new(),
         boot_volume: None,
+        nics: Vec::new(),
     }
 }
