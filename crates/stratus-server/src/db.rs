@@ -74,6 +74,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_volumes.sql"),
         postgres: include_str!("../migrations/postgres/0005_volumes.sql"),
     },
+    Migration {
+        version: 6,
+        name: "networks",
+        sqlite: include_str!("../migrations/sqlite/0006_networks.sql"),
+        postgres: include_str!("../migrations/postgres/0006_networks.sql"),
+    },
 ];
 
 /// Per-connection SQLite settings; only the writer switches the file to WAL.

@@ -45,6 +45,15 @@ impl AgentHub {
         }
     }
 
+    /// Wake every waiting long poll (a change whose hosts were bumped in the store).
+    pub fn notify_all(&self) {
+        if let Ok(m) = self.wake.lock() {
+            for tx in m.values() {
+                tx.send_modify(|v| *v += 1);
+            }
+        }
+    }
+
     fn subscribe(&self, host: Uuid) -> Option<watch::Receiver<u64>> {
         let mut m = self.wake.lock().ok()?;
         Some(
@@ -276,6 +285,7 @@ pub async fn agent_desired(app: &App, host: Uuid, after: i64) -> Result<DesiredS
 async fn desired_state(app: &App, host: Uuid, generation: i64) -> Result<DesiredState> {
     let rows = app.store.instance_rows_on_host(host).await?;
     let mut attachments = app.store.attachments_on_host(host).await?;
+    let mut nics = app.store.nics_on_host(host).await?;
     let now = Utc::now();
     let mut instances = Vec::with_capacity(rows.len());
     for r in &rows {
@@ -286,6 +296,7 @@ async fn desired_state(app: &App, host: Uuid, generation: i64) -> Result<Desired
         let mut d = crate::store::desired(r, password);
         d.volumes = attachments.data.remove(&r.api.id).unwrap_or_default();
         d.boot_volume = attachments.boot.remove(&r.api.id).and_then(|mut b| b.pop());
+        d.nics = nics.remove(&r.api.id).unwrap_or_default();
         instances.push(d);
     }
     let mut snapshots = app.store.snapshot_ids_on_host(host).await?;
@@ -301,7 +312,7 @@ async fn desired_state(app: &App, host: Uuid, generation: i64) -> Result<Desired
         instances,
         volumes,
         backups: app.store.backups_on_host(host).await?,
-        network: stratus_api::DesiredNetwork::default(),
+        network: app.store.network_desired(host).await?,
         report_interval_secs: app.config.compute.report_interval_secs,
     })
 }
@@ -377,6 +388,11 @@ pub async fn agent_report(app: &App, host: Uuid, r: AgentReport) -> Result<()> {
         }
     }
     app.store.backups_observe(host, &r.backups).await?;
+    for vr in &r.vpcs {
+        if app.store.vpc_observe(host, vr).await? {
+            wake = true;
+        }
+    }
     if wake {
         app.hub.notify(host);
     }

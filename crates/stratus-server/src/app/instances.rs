@@ -187,6 +187,7 @@ pub async fn instance_create(
     )?;
     let flavor = resolve_flavor(app, p, &b.flavor, &chain).await?;
     let volumes = super::volumes::boot_volumes(app, p, &b, project.id, count).await?;
+    let nics = super::networks::instance_nics(app, p, project.id, &b.nics, count).await?;
     let (image_id, image_name, image_sha256, root_disk_gib) = match &volumes.boot {
         Some(v) => (
             // What the boot volume was made from, for the record; the agent boots the volume.
@@ -281,6 +282,21 @@ pub async fn instance_create(
     // nothing held; the agent's build steps unwind the same way when they fail.
     let mut out = Vec::with_capacity(items.len());
     for n in &items {
+        // Its NICs first: the desired state of its first boot carries them.
+        if !nics.is_empty() {
+            if let Err(e) = super::networks::instance_nics_make(app, n.id, &nics).await {
+                app.store
+                    .instance_fail_build(n.id, &format!("making its NICs failed: {e}"))
+                    .await?;
+                let row = app
+                    .store
+                    .instance_get(n.id)
+                    .await?
+                    .ok_or_else(|| Error::internal("instance vanished after create"))?;
+                out.push(row.api);
+                continue;
+            }
+        }
         let placed = app
             .store
             .instance_place(
@@ -292,6 +308,16 @@ pub async fn instance_create(
             .await;
         match placed {
             Ok(Some(_)) => {
+                if !nics.is_empty() {
+                    if let Some(h) = app
+                        .store
+                        .instance_get(n.id)
+                        .await?
+                        .and_then(|r| r.api.host_id)
+                    {
+                        super::networks::instance_placed(app, n.id, h).await?;
+                    }
+                }
                 // Its volumes, from the first boot: the root disk first.
                 let attach = async {
                     if let Some(v) = &volumes.boot {
@@ -384,6 +410,13 @@ pub async fn instance_list(
 pub async fn instance_view(app: &App, p: &Principal, id: Uuid) -> Result<Instance> {
     let mut i = instance_visible(app, p, id).await?.0.api;
     i.volumes = app.store.volume_ids_of_instance(id, false).await?;
+    i.addresses = app
+        .store
+        .ports_of_instance(id)
+        .await?
+        .into_iter()
+        .map(|port| port.ip)
+        .collect();
     Ok(i)
 }
 

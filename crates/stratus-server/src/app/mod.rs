@@ -10,6 +10,8 @@ pub mod grants;
 pub mod hosts;
 pub mod images;
 pub mod instances;
+pub mod ipam;
+pub mod networks;
 pub mod orgs;
 pub mod projects;
 pub mod quotas;

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod compute;
 pub mod extract;
 pub mod identity;
+pub mod networks;
 pub mod storage;
 pub mod volumes;
 
@@ -36,7 +37,7 @@ use extract::Authenticated;
 #[openapi(
     info(
         title = "Stratus API",
-        description = "Stratus government cloud platform: identity, tenancy (organizations, VDCs, projects), quotas, audit, compute and block storage. \
+        description = "Stratus government cloud platform: identity, tenancy (organizations, VDCs, projects), quotas, audit, compute, block storage and networking. \
                        Authenticate with `Authorization: Bearer <token>` from `auth_login`, or sign requests with an access key \
                        (AWS4-HMAC-SHA256, service `stratus`). Errors: `{\"error\": {\"code\", \"message\", \"request_id\"}}`."
     ),
@@ -58,6 +59,10 @@ use extract::Authenticated;
         (name = "volumes", description = "Block storage (EVS): volume types, volumes, attach/detach, extend, revert"),
         (name = "snapshots", description = "Volume snapshots"),
         (name = "backups", description = "Volume backups and backup policies"),
+        (name = "networks", description = "VPCs, subnets, ports, external networks, peering, topology"),
+        (name = "security-groups", description = "Stateful security groups and their rules"),
+        (name = "network-acls", description = "Network ACLs: the virtual firewall of subnets"),
+        (name = "elastic-ips", description = "Elastic IPs: public addresses bound 1:1 to ports"),
         (name = "buckets", description = "Object storage buckets: usage and quotas (data through the S3 endpoint)"),
         (name = "agent", description = "The host agents' protocol (host credentials, not user tokens)"),
         (name = "system", description = "Health, metrics and consistency checks")
@@ -191,6 +196,59 @@ fn api_router() -> OpenApiRouter<AppRef> {
             volumes::backup_policy_delete
         ))
         .routes(routes!(volumes::backup_policy_run))
+        .routes(routes!(
+            networks::external_network_list,
+            networks::external_network_create
+        ))
+        .routes(routes!(networks::external_network_delete))
+        .routes(routes!(networks::vpc_list, networks::vpc_create))
+        .routes(routes!(
+            networks::vpc_view,
+            networks::vpc_update,
+            networks::vpc_delete
+        ))
+        .routes(routes!(networks::vpc_topology))
+        .routes(routes!(networks::subnet_list, networks::subnet_create))
+        .routes(routes!(
+            networks::subnet_view,
+            networks::subnet_update,
+            networks::subnet_delete
+        ))
+        .routes(routes!(networks::port_list, networks::port_create))
+        .routes(routes!(
+            networks::port_view,
+            networks::port_update,
+            networks::port_delete
+        ))
+        .routes(routes!(
+            networks::security_group_list,
+            networks::security_group_create
+        ))
+        .routes(routes!(
+            networks::security_group_view,
+            networks::security_group_delete
+        ))
+        .routes(routes!(networks::security_group_rule_create))
+        .routes(routes!(networks::security_group_rule_delete))
+        .routes(routes!(networks::acl_list, networks::acl_create))
+        .routes(routes!(
+            networks::acl_view,
+            networks::acl_update,
+            networks::acl_delete
+        ))
+        .routes(routes!(
+            networks::elastic_ip_list,
+            networks::elastic_ip_create
+        ))
+        .routes(routes!(
+            networks::elastic_ip_view,
+            networks::elastic_ip_delete
+        ))
+        .routes(routes!(networks::elastic_ip_bind))
+        .routes(routes!(networks::peering_list, networks::peering_create))
+        .routes(routes!(networks::peering_view, networks::peering_delete))
+        .routes(routes!(networks::peering_accept))
+        .routes(routes!(networks::peering_reject))
         .routes(routes!(storage::bucket_list))
         .routes(routes!(storage::bucket_view))
         .routes(routes!(storage::bucket_quota_update))

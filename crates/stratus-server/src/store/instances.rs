@@ -1026,6 +1026,7 @@ async fn finalize_delete(tx: &mut Tx, row: &InstanceRow) -> Result<()> {
         Store::host_release(tx, &h.to_string(), row.flavor().footprint()).await?;
     }
     super::volumes::detach_all_tx(tx, id).await?;
+    Store::instance_ports_release_tx(tx, id).await?;
     for table in ["instance_consoles"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE instance_id = $1"))
             .bind(id.to_string())

@@ -9,6 +9,7 @@ mod grants;
 mod hosts;
 mod images;
 mod instances;
+mod networks;
 mod objects;
 mod orgs;
 mod projects;
@@ -27,6 +28,7 @@ pub use images::{ImageRow, NewImage};
 pub use instances::{
     desired, FlavorSnapshot, InstanceQuery, InstanceRow, NewInstance, Observed, Transition,
 };
+pub use networks::{NewExternalNetwork, NewPort, NewSubnet, NewVpc, SubnetRow, VpcRow};
 pub use objects::{
     new_version_id, BucketRow, BucketSetting, Deleted, NewObject, ObjectRow, ObjectSetting,
     PartRow, UploadRow,
@@ -391,7 +393,12 @@ sortable!(
     stratus_api::Volume,
     stratus_api::Snapshot,
     stratus_api::Backup,
-    stratus_api::BackupPolicy
+    stratus_api::BackupPolicy,
+    stratus_api::Vpc,
+    stratus_api::Subnet,
+    stratus_api::Port,
+    stratus_api::SecurityGroup,
+    stratus_api::NetworkAcl
 );
 
 /// True when the error is a unique-constraint violation (on either backend).

@@ -279,6 +279,9 @@ impl Store {
         for (pid, n) in snapshots {
             counted.insert((pid, QuotaResource::Snapshots.as_str().into()), n);
         }
+        for (pid, res, n) in self.network_usage().await? {
+            counted.insert((pid, res.as_str().into()), n);
+        }
         for (pid, n) in self.image_usage().await? {
             counted.insert((pid, QuotaResource::Images.as_str().into()), n);
         }
