@@ -31,7 +31,35 @@ struct Fixture {
     snapshot: String,
     backup: String,
     policy: String,
+    /// A VPC of the project with a subnet, a free port, a security group, a network ACL,
+    /// an elastic IP; a second VPC peered with it; the zone's external network.
+    vpc: String,
+    subnet: String,
+    port: String,
+    group: String,
+    acl: String,
+    eip: String,
+    peering: String,
     store: stratus_server::store::Store,
+}
+
+async fn fresh_vpc(admin: &Client, fx: &Fixture, cidr: &str) -> String {
+    let v: Value = admin
+        .post(
+            "/v1/vpcs",
+            &json!({"project_id": fx.project, "name": uniq("vpc"), "cidr": cidr}),
+        )
+        .await
+        .unwrap();
+    id(&v)
+}
+
+async fn fresh_port(admin: &Client, fx: &Fixture) -> String {
+    let p: Value = admin
+        .post("/v1/ports", &json!({"subnet_id": fx.subnet}))
+        .await
+        .unwrap();
+    id(&p)
 }
 
 async fn sql(store: &stratus_server::store::Store, q: &str, id: &str) {
@@ -117,6 +145,11 @@ async fn fresh_host(fx: &Fixture) -> String {
 static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 fn fx_url() -> String {
     URL.get().cloned().unwrap_or_default()
+}
+
+/// A number that differs from call to call (distinct rules and address ranges).
+fn rand_port() -> i64 {
+    (Uuid::new_v4().as_u128() % 1_000_000) as i64
 }
 
 fn uniq(prefix: &str) -> String {
@@ -568,6 +601,201 @@ async fn request_for(
             format!("/v1/backup-policies/{}/run", fx.policy),
             None,
         ),
+        "external_network_list" => (M::GET, "/v1/external-networks".into(), None),
+        "external_network_create" => (
+            M::POST,
+            "/v1/external-networks".into(),
+            Some(
+                json!({"name": uniq("ext"), "availability_zone": uniq("z"), "cidr": "198.51.100.0/24",
+                "gateway_ip": "198.51.100.1", "pool_start": "198.51.100.10", "pool_end": "198.51.100.20"}),
+            ),
+        ),
+        "external_network_delete" => {
+            let e: Value = admin
+                .post("/v1/external-networks", &json!({"name": uniq("ext"), "availability_zone": uniq("z"),
+                    "cidr": "198.51.100.0/24", "gateway_ip": "198.51.100.1", "pool_start": "198.51.100.10",
+                    "pool_end": "198.51.100.20"}))
+                .await
+                .unwrap();
+            (M::DELETE, format!("/v1/external-networks/{}", id(&e)), None)
+        }
+        "vpc_list" => (M::GET, "/v1/vpcs".into(), None),
+        "vpc_create" => (
+            M::POST,
+            "/v1/vpcs".into(),
+            Some(json!({"project_id": fx.project, "name": uniq("vpc"), "cidr": "10.50.0.0/16"})),
+        ),
+        "vpc_view" => (M::GET, format!("/v1/vpcs/{}", fx.vpc), None),
+        "vpc_update" => (
+            M::PATCH,
+            format!("/v1/vpcs/{}", fx.vpc),
+            Some(json!({"description": "x"})),
+        ),
+        "vpc_delete" => (
+            M::DELETE,
+            format!("/v1/vpcs/{}", fresh_vpc(admin, fx, "10.60.0.0/16").await),
+            None,
+        ),
+        "vpc_topology" => (M::GET, format!("/v1/vpcs/{}/topology", fx.vpc), None),
+        "subnet_list" => (M::GET, "/v1/subnets".into(), None),
+        "subnet_create" => {
+            let v = fresh_vpc(admin, fx, "10.70.0.0/16").await;
+            (
+                M::POST,
+                "/v1/subnets".into(),
+                Some(json!({"vpc_id": v, "name": uniq("sn"), "cidr": "10.70.1.0/24"})),
+            )
+        }
+        "subnet_view" => (M::GET, format!("/v1/subnets/{}", fx.subnet), None),
+        "subnet_update" => (
+            M::PATCH,
+            format!("/v1/subnets/{}", fx.subnet),
+            Some(json!({"description": "x"})),
+        ),
+        "subnet_delete" => {
+            let v = fresh_vpc(admin, fx, "10.80.0.0/16").await;
+            let sn: Value = admin
+                .post(
+                    "/v1/subnets",
+                    &json!({"vpc_id": v, "name": uniq("sn"), "cidr": "10.80.1.0/24"}),
+                )
+                .await
+                .unwrap();
+            (M::DELETE, format!("/v1/subnets/{}", id(&sn)), None)
+        }
+        "port_list" => (M::GET, "/v1/ports".into(), None),
+        "port_create" => (
+            M::POST,
+            "/v1/ports".into(),
+            Some(json!({"subnet_id": fx.subnet})),
+        ),
+        "port_view" => (M::GET, format!("/v1/ports/{}", fx.port), None),
+        "port_update" => (
+            M::PATCH,
+            format!("/v1/ports/{}", fx.port),
+            Some(json!({"name": "x"})),
+        ),
+        "port_delete" => (
+            M::DELETE,
+            format!("/v1/ports/{}", fresh_port(admin, fx).await),
+            None,
+        ),
+        "security_group_list" => (M::GET, "/v1/security-groups".into(), None),
+        "security_group_create" => (
+            M::POST,
+            "/v1/security-groups".into(),
+            Some(json!({"project_id": fx.project, "name": uniq("sg")})),
+        ),
+        "security_group_view" => (M::GET, format!("/v1/security-groups/{}", fx.group), None),
+        "security_group_delete" => {
+            let g: Value = admin
+                .post(
+                    "/v1/security-groups",
+                    &json!({"project_id": fx.project, "name": uniq("sg")}),
+                )
+                .await
+                .unwrap();
+            (M::DELETE, format!("/v1/security-groups/{}", id(&g)), None)
+        }
+        "security_group_rule_create" => (
+            M::POST,
+            format!("/v1/security-groups/{}/rules", fx.group),
+            Some(
+                json!({"direction": "ingress", "protocol": "tcp", "port_min": 1 + (rand_port() % 60000)}),
+            ),
+        ),
+        "security_group_rule_delete" => {
+            let g: Value = admin
+                .post(
+                    &format!("/v1/security-groups/{}/rules", fx.group),
+                    &json!({"direction": "ingress", "protocol": "udp", "port_min": 1 + (rand_port() % 60000)}),
+                )
+                .await
+                .unwrap();
+            let rule = g["rules"].as_array().unwrap().last().unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            (
+                M::DELETE,
+                format!("/v1/security-groups/{}/rules/{rule}", fx.group),
+                None,
+            )
+        }
+        "acl_list" => (M::GET, "/v1/network-acls".into(), None),
+        "acl_create" => (
+            M::POST,
+            "/v1/network-acls".into(),
+            Some(json!({"vpc_id": fx.vpc, "name": uniq("acl")})),
+        ),
+        "acl_view" => (M::GET, format!("/v1/network-acls/{}", fx.acl), None),
+        "acl_update" => (
+            M::PATCH,
+            format!("/v1/network-acls/{}", fx.acl),
+            Some(json!({"description": "x"})),
+        ),
+        "acl_delete" => {
+            let a: Value = admin
+                .post(
+                    "/v1/network-acls",
+                    &json!({"vpc_id": fx.vpc, "name": uniq("acl")}),
+                )
+                .await
+                .unwrap();
+            (M::DELETE, format!("/v1/network-acls/{}", id(&a)), None)
+        }
+        "elastic_ip_list" => (M::GET, "/v1/elastic-ips".into(), None),
+        "elastic_ip_create" => (
+            M::POST,
+            "/v1/elastic-ips".into(),
+            Some(json!({"project_id": fx.project})),
+        ),
+        "elastic_ip_view" => (M::GET, format!("/v1/elastic-ips/{}", fx.eip), None),
+        "elastic_ip_bind" => (
+            M::PUT,
+            format!("/v1/elastic-ips/{}/binding", fx.eip),
+            Some(json!({"port_id": fx.port})),
+        ),
+        "elastic_ip_delete" => {
+            let e: Value = admin
+                .post("/v1/elastic-ips", &json!({"project_id": fx.project}))
+                .await
+                .unwrap();
+            (M::DELETE, format!("/v1/elastic-ips/{}", id(&e)), None)
+        }
+        "peering_list" => (M::GET, "/v1/vpc-peerings".into(), None),
+        "peering_create" => {
+            let other =
+                fresh_vpc(admin, fx, &format!("10.{}.0.0/16", 100 + rand_port() % 100)).await;
+            (
+                M::POST,
+                "/v1/vpc-peerings".into(),
+                Some(
+                    json!({"name": uniq("peer"), "requester_vpc_id": fx.vpc, "accepter_vpc_id": other}),
+                ),
+            )
+        }
+        "peering_view" => (M::GET, format!("/v1/vpc-peerings/{}", fx.peering), None),
+        // Already active: those who may answer get 409.
+        "peering_accept" => (
+            M::POST,
+            format!("/v1/vpc-peerings/{}/accept", fx.peering),
+            None,
+        ),
+        "peering_reject" => (
+            M::POST,
+            format!("/v1/vpc-peerings/{}/reject", fx.peering),
+            None,
+        ),
+        "peering_delete" => {
+            let other =
+                fresh_vpc(admin, fx, &format!("10.{}.0.0/16", 200 + rand_port() % 50)).await;
+            let pr: Value = admin
+                .post("/v1/vpc-peerings", &json!({"name": uniq("peer"), "requester_vpc_id": fx.vpc, "accepter_vpc_id": other}))
+                .await
+                .unwrap();
+            (M::DELETE, format!("/v1/vpc-peerings/{}", id(&pr)), None)
+        }
         "health_view" => (M::GET, "/healthz".into(), None),
         "metrics_view" => (M::GET, "/metrics".into(), None),
         _ => return None,
@@ -628,6 +856,13 @@ async fn authorization_matrix_matches_the_golden_file() {
         snapshot: String::new(),
         backup: String::new(),
         policy: String::new(),
+        vpc: String::new(),
+        subnet: String::new(),
+        port: String::new(),
+        group: String::new(),
+        acl: String::new(),
+        eip: String::new(),
+        peering: String::new(),
         store: ts.server.as_ref().unwrap().app.store.clone(),
     };
     {
@@ -662,6 +897,54 @@ async fn authorization_matrix_matches_the_golden_file() {
         .await
         .unwrap();
     fx.policy = id(&bp);
+    let _: Value = admin
+        .post(
+            "/v1/external-networks",
+            &json!({"name": "public", "cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1",
+                "pool_start": "203.0.113.10", "pool_end": "203.0.113.250"}),
+        )
+        .await
+        .unwrap();
+    fx.vpc = fresh_vpc(&admin, &fx, "10.0.0.0/16").await;
+    let sn: Value = admin
+        .post(
+            "/v1/subnets",
+            &json!({"vpc_id": fx.vpc, "name": "web", "cidr": "10.0.1.0/24"}),
+        )
+        .await
+        .unwrap();
+    fx.subnet = id(&sn);
+    fx.port = fresh_port(&admin, &fx).await;
+    let g: Value = admin
+        .post(
+            "/v1/security-groups",
+            &json!({"project_id": fx.project, "name": "web"}),
+        )
+        .await
+        .unwrap();
+    fx.group = id(&g);
+    let acl: Value = admin
+        .post(
+            "/v1/network-acls",
+            &json!({"vpc_id": fx.vpc, "name": "edge"}),
+        )
+        .await
+        .unwrap();
+    fx.acl = id(&acl);
+    let e: Value = admin
+        .post("/v1/elastic-ips", &json!({"project_id": fx.project}))
+        .await
+        .unwrap();
+    fx.eip = id(&e);
+    let other = fresh_vpc(&admin, &fx, "10.1.0.0/16").await;
+    let pr: Value = admin
+        .post(
+            "/v1/vpc-peerings",
+            &json!({"name": "peer", "requester_vpc_id": fx.vpc, "accepter_vpc_id": other}),
+        )
+        .await
+        .unwrap();
+    fx.peering = id(&pr);
     // Callers: name → how to log in.
     let mut logins: Vec<(&str, Option<(String, String)>)> = vec![
         ("anonymous", None),

@@ -255,7 +255,7 @@ pub async fn vpc_create(app: &App, p: &Principal, b: VpcCreate) -> Result<Vpc> {
     };
     let router = app
         .store
-        .router_host_pick(&az, app.config.compute.host_down_after_secs)
+        .router_host_pick(&az, project, app.config.compute.host_down_after_secs)
         .await?;
     let id = Uuid::new_v4();
     app.store

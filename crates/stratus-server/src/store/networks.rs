@@ -631,17 +631,25 @@ impl Store {
         Ok(())
     }
 
-    /// The host that should run a new VPC's router: the enabled, live host of the zone that
-    /// runs the fewest routers.
-    pub async fn router_host_pick(&self, az: &str, down_after_secs: i64) -> Result<Option<Uuid>> {
+    /// The host that should run a new VPC's router: an enabled, live host of the zone —
+    /// one already running routers of the same project first (peered VPCs need their
+    /// routers on one host), else the one running the fewest routers.
+    pub async fn router_host_pick(
+        &self,
+        az: &str,
+        project: Uuid,
+        down_after_secs: i64,
+    ) -> Result<Option<Uuid>> {
         let cutoff = time_text(chrono::Utc::now() - chrono::Duration::seconds(down_after_secs));
         let id: Option<String> = sqlx::query_scalar(
             "SELECT h.id FROM hosts h WHERE h.enabled = 1 AND h.availability_zone = $1 \
              AND h.last_heartbeat_at >= $2 ORDER BY \
+             (SELECT COUNT(*) FROM vpcs v WHERE v.router_host_id = h.id AND v.project_id = $3) DESC, \
              (SELECT COUNT(*) FROM vpcs v WHERE v.router_host_id = h.id), h.id LIMIT 1",
         )
         .bind(az)
         .bind(&cutoff)
+        .bind(project.to_string())
         .fetch_optional(&self.db.read)
         .await?;
         Ok(id.and_then(|s| Uuid::parse_str(&s).ok()))
