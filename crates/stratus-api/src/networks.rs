@@ -206,9 +206,22 @@ pub struct SubnetUpdate {
     pub dns_servers: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dhcp_enabled: Option<bool>,
-    /// Associate a network ACL (null: none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Associate a network ACL (null: none; absent: unchanged).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub acl_id: Option<Option<Uuid>>,
+}
+
+/// A field that may be absent (outer `None`), null (`Some(None)`) or set.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 // ---------------------------------------------------------------- ports

@@ -29,6 +29,16 @@ use crate::app::ipam::{ip_text, lowest_free, Cidr};
 use crate::authz::Visibility;
 use crate::error::{Error, Result};
 
+/// A port as the desired network needs it: (id, subnet, MAC, address, instance, host).
+type PortPlace = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
 fn one(resource: QuotaResource, sign: i64) -> [QuotaDelta; 1] {
     [QuotaDelta {
         resource,
@@ -1770,7 +1780,7 @@ impl Store {
             .iter()
             .map(subnet_from_row)
             .collect::<Result<Vec<_>>>()?;
-            let ports: Vec<(String, String, String, String, Option<String>, Option<String>)> =
+            let ports: Vec<PortPlace> =
                 sqlx::query_as(
                     "SELECT p.id, p.subnet_id, p.mac, p.ip, p.instance_id, i.host_id FROM ports p \
                      LEFT JOIN instances i ON i.id = p.instance_id WHERE p.vpc_id = $1 ORDER BY p.ip_num",
