@@ -99,6 +99,30 @@ pub enum Command {
     /// Scheduled backups that keep a number of copies.
     #[command(subcommand)]
     BackupPolicy(crate::volume_cli::BackupPolicyCmd),
+    /// Virtual private clouds (networks of a project, with their router).
+    #[command(subcommand)]
+    Vpc(crate::net_cli::VpcCmd),
+    /// Subnets of a VPC: address ranges with DHCP.
+    #[command(subcommand)]
+    Subnet(crate::net_cli::SubnetCmd),
+    /// Ports: NICs with fixed addresses.
+    #[command(subcommand)]
+    Port(crate::net_cli::PortCmd),
+    /// Security groups and their rules (stateful, per NIC).
+    #[command(subcommand)]
+    Secgroup(crate::net_cli::SecgroupCmd),
+    /// Network ACLs: the virtual firewall of subnets.
+    #[command(subcommand)]
+    Acl(crate::net_cli::AclCmd),
+    /// Elastic IPs: public addresses bound 1:1 to instances.
+    #[command(subcommand)]
+    Eip(crate::net_cli::EipCmd),
+    /// VPC peering: private routes between two VPCs.
+    #[command(subcommand)]
+    Peering(crate::net_cli::PeeringCmd),
+    /// External networks and their public pools (operators).
+    #[command(subcommand)]
+    ExternalNetwork(crate::net_cli::ExternalNetworkCmd),
     /// Object storage buckets: usage and quotas (data goes through the S3 endpoint).
     #[command(subcommand)]
     Bucket(compute_cli::BucketCmd),
@@ -1104,6 +1128,14 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
         Command::Host(cmd) => compute_cli::host(&c, &out, cmd).await?,
         Command::Bucket(cmd) => compute_cli::bucket(&c, &out, cmd).await?,
         Command::Volume(cmd) => crate::volume_cli::volume(&c, &out, cmd).await?,
+        Command::Vpc(cmd) => crate::net_cli::vpc(&c, &out, cmd).await?,
+        Command::Subnet(cmd) => crate::net_cli::subnet(&c, &out, cmd).await?,
+        Command::Port(cmd) => crate::net_cli::port(&c, &out, cmd).await?,
+        Command::Secgroup(cmd) => crate::net_cli::secgroup(&c, &out, cmd).await?,
+        Command::Acl(cmd) => crate::net_cli::acl(&c, &out, cmd).await?,
+        Command::Eip(cmd) => crate::net_cli::eip(&c, &out, cmd).await?,
+        Command::Peering(cmd) => crate::net_cli::peering(&c, &out, cmd).await?,
+        Command::ExternalNetwork(cmd) => crate::net_cli::external_network(&c, &out, cmd).await?,
         Command::Snapshot(cmd) => crate::volume_cli::snapshot(&c, &out, cmd).await?,
         Command::Backup(cmd) => crate::volume_cli::backup(&c, &out, cmd).await?,
         Command::BackupPolicy(cmd) => crate::volume_cli::backup_policy(&c, &out, cmd).await?,

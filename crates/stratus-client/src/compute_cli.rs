@@ -110,6 +110,10 @@ pub enum ServerCmd {
         /// Data volumes to attach from the first boot (repeatable).
         #[arg(long = "volume")]
         volumes: Vec<Uuid>,
+        /// A NIC: `subnet=<id>[,ip=<addr>][,secgroup=<id>]` or `port=<id>` (repeatable, in
+        /// the order the guest sees them).
+        #[arg(long = "nic")]
+        nics: Vec<String>,
         #[arg(long)]
         name: String,
         #[arg(long, default_value = "")]
@@ -433,7 +437,12 @@ pub(crate) async fn server(c: &Client, out: &Out, cmd: ServerCmd) -> anyhow::Res
             wait,
             boot_volume,
             volumes,
+            nics,
         } => {
+            let nics = nics
+                .iter()
+                .map(|n| crate::net_cli::parse_nic(n))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let user_data = match user_data_file {
                 Some(f) => Some(
                     std::fs::read_to_string(&f)
@@ -449,7 +458,7 @@ pub(crate) async fn server(c: &Client, out: &Out, cmd: ServerCmd) -> anyhow::Res
                 image,
                 boot_volume_id: boot_volume,
                 volume_ids: volumes,
-                nics: Vec::new(),
+                nics,
                 availability_zone: az,
                 key_name,
                 user_data,

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod client;
 pub mod compute_cli;
+pub mod net_cli;
 pub mod output;
 pub mod settings;
 pub mod volume_cli;
