@@ -328,12 +328,15 @@ pub async fn agent_report(app: &App, host: Uuid, r: AgentReport) -> Result<()> {
         .map(|row| (row.api.id, row))
         .collect();
     let mut wake = false;
+    let mut attachments = app.store.attachments_of_host(host).await?;
     for ir in &r.instances {
         let Some(row) = rows.get(&ir.id) else {
             continue;
         };
-        if app.store.attachments_observe(ir.id, ir).await? {
-            wake = true;
+        if let Some(att) = attachments.remove(&ir.id) {
+            if app.store.attachments_observe(ir.id, att, ir).await? {
+                wake = true;
+            }
         }
         if let Some(text) = ir.console_append.as_deref().filter(|t| !t.is_empty()) {
             app.store.instance_console_append(ir.id, text).await?;

@@ -1743,7 +1743,6 @@ impl Store {
         let Some((facts, az)) = facts else {
             return Ok(DesiredNetwork::default());
         };
-        let facts: stratus_api::HostFacts = serde_json::from_str(&facts).unwrap_or_default();
         let vpc_rows = sqlx::query(&format!(
             "SELECT {VPC_COLS} FROM vpcs WHERE router_host_id = $1 OR id IN \
              (SELECT p.vpc_id FROM ports p JOIN instances i ON i.id = p.instance_id WHERE i.host_id = $1) \
@@ -1753,6 +1752,12 @@ impl Store {
         .fetch_all(&self.db.read)
         .await?;
         let vpcs: Vec<VpcRow> = vpc_rows.iter().map(vpc_from_row).collect::<Result<_>>()?;
+        // Most hosts of a large cloud have no network of a VPC at a given moment (and every
+        // desired-state answer builds this): nothing more to read then.
+        if vpcs.is_empty() {
+            return Ok(DesiredNetwork::default());
+        }
+        let facts: stratus_api::HostFacts = serde_json::from_str(&facts).unwrap_or_default();
         // Tunnel addresses of every host, and where each port's instance runs.
         let tunnels: HashMap<String, String> =
             sqlx::query_as::<_, (String, String)>("SELECT id, facts FROM hosts")

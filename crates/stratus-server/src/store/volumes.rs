@@ -324,6 +324,9 @@ pub struct VolumeQuery<'a> {
     pub name: Option<&'a str>,
 }
 
+/// An attachment as a report settles it: (volume, state, requested generation, boot).
+pub type AttachmentRow = (String, String, i64, i64);
+
 /// Attachments of a host's instances, by instance: data volumes, and (at most one) boot volume.
 #[derive(Debug, Default)]
 pub struct HostAttachments {
@@ -1182,17 +1185,34 @@ impl Store {
 
     /// Settle an instance's attachments from its report: plugged in → attached, unplugged
     /// → gone, failed → undone with the reason on the volume.
+    /// The attachments of every instance on a host (one query per report, not one per
+    /// instance): instance → (volume, state, requested generation, boot).
+    pub async fn attachments_of_host(
+        &self,
+        host: Uuid,
+    ) -> Result<HashMap<Uuid, Vec<AttachmentRow>>> {
+        let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT a.instance_id, a.volume_id, a.state, a.requested_generation, a.boot \
+             FROM volume_attachments a JOIN instances i ON i.id = a.instance_id WHERE i.host_id = $1",
+        )
+        .bind(host.to_string())
+        .fetch_all(&self.db.read)
+        .await?;
+        let mut out: HashMap<Uuid, Vec<AttachmentRow>> = HashMap::new();
+        for (i, v, state, requested, boot) in rows {
+            if let Ok(i) = Uuid::parse_str(&i) {
+                out.entry(i).or_default().push((v, state, requested, boot));
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn attachments_observe(
         &self,
         instance: Uuid,
+        rows: Vec<AttachmentRow>,
         r: &stratus_api::InstanceReport,
     ) -> Result<bool> {
-        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT volume_id, state, requested_generation, boot FROM volume_attachments WHERE instance_id = $1",
-        )
-        .bind(instance.to_string())
-        .fetch_all(&self.db.read)
-        .await?;
         let mut changed = false;
         for (vid, state, requested, boot) in rows {
             let Ok(volume) = Uuid::parse_str(&vid) else {
