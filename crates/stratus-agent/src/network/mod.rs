@@ -70,6 +70,28 @@ struct Inner {
     swept: bool,
     records: HashMap<Uuid, VpcRecord>,
     host: HostRecord,
+    /// The records as last written: unchanged ones are not written again (each write
+    /// syncs the disk, slow while guests write).
+    written: HashMap<String, Vec<u8>>,
+}
+
+impl Inner {
+    async fn save(&mut self, path: &Path, bytes: Vec<u8>) -> anyhow::Result<()> {
+        let key = path.display().to_string();
+        if self.written.get(&key) == Some(&bytes) {
+            return Ok(());
+        }
+        crate::identity::write_atomic(path, &bytes, 0o600)
+            .await
+            .with_context(|| key.clone())?;
+        self.written.insert(key, bytes);
+        Ok(())
+    }
+
+    async fn forget_file(&mut self, path: &Path) {
+        self.written.remove(&path.display().to_string());
+        let _ = tokio::fs::remove_file(path).await;
+    }
 }
 
 /// The host's VPC networking.
@@ -522,7 +544,7 @@ impl Network {
                 Ok(gone) => {
                     for id in gone {
                         inner.records.remove(&id);
-                        let _ = tokio::fs::remove_file(self.record_path(id)).await;
+                        inner.forget_file(&self.record_path(id)).await;
                     }
                     inner.swept = true;
                 }
@@ -559,15 +581,26 @@ impl Network {
             .collect();
         for id in forget {
             inner.records.remove(&id);
-            let _ = tokio::fs::remove_file(self.record_path(id)).await;
+            inner.forget_file(&self.record_path(id)).await;
         }
-        for (id, r) in &inner.records {
-            if let Err(e) = self.save_record(*id, r).await {
+        let records: Vec<(Uuid, VpcRecord)> = inner
+            .records
+            .iter()
+            .map(|(id, r)| (*id, r.clone()))
+            .collect();
+        for (id, r) in records {
+            let saved = match serde_json::to_vec_pretty(&r) {
+                Ok(b) => inner.save(&self.record_path(id), b).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = saved {
                 tracing::warn!(vpc = %id, "saving the VPC record: {e:#}");
             }
         }
         if let Ok(b) = serde_json::to_vec_pretty(&inner.host) {
-            let _ = crate::identity::write_atomic(&self.dir.join("host.json"), &b, 0o600).await;
+            if let Err(e) = inner.save(&self.dir.join("host.json"), b).await {
+                tracing::warn!("saving the host network record: {e:#}");
+            }
         }
         let reports: Vec<VpcReport> = vpcs
             .iter()
@@ -589,12 +622,6 @@ impl Network {
 
     fn record_path(&self, id: Uuid) -> PathBuf {
         self.dir.join("vpcs").join(format!("{id}.json"))
-    }
-
-    async fn save_record(&self, id: Uuid, r: &VpcRecord) -> anyhow::Result<()> {
-        crate::identity::write_atomic(&self.record_path(id), &serde_json::to_vec_pretty(r)?, 0o600)
-            .await?;
-        Ok(())
     }
 
     /// Bridged IPv4 must pass the `inet` hooks for the security groups to see it.
@@ -1196,9 +1223,15 @@ impl Network {
                 )
             })
             .collect();
+        let table = names::sg_table(&self.tag);
+        if ports.is_empty() {
+            // No port here: no tables (nothing of ours is left on an emptied host).
+            sys::nft_delete(None, "inet", &table).await?;
+            sys::nft_delete(None, "bridge", &table).await?;
+            return Ok(None);
+        }
         let text = nft::host_ruleset(&self.tag, &ports, &groups)?;
         let want = hash(&text);
-        let table = names::sg_table(&self.tag);
         let listing = || async {
             let a = sys::nft_list(None, "inet", &table).await?;
             let b = sys::nft_list(None, "bridge", &table).await?;

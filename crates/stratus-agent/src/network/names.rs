@@ -60,6 +60,11 @@ pub fn peering(peering: Uuid) -> String {
     format!("pr{}", short(peering))
 }
 
+/// Every host device name an id may own (whatever kind of object it is).
+pub fn host_devices(id: Uuid) -> [String; 5] {
+    [bridge(id), leg_host(id), vxlan(id), tap(id), ext_host(id)]
+}
+
 pub const NETNS_PREFIX: &str = "stratus-";
 /// The router end of the external leg (inside the router namespace).
 pub const EXT_ROUTER: &str = "ext0";

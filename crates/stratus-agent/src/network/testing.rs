@@ -43,6 +43,40 @@ impl Outside {
         Ok(o)
     }
 
+    /// A TCP listener inside the namespace (what connects to it shows its source
+    /// address: the SNAT or elastic IP a guest's traffic left with).
+    pub async fn listen(&self, port: u16) -> anyhow::Result<tokio::net::TcpListener> {
+        let l = sys::in_netns(&self.ns, move || {
+            let l = std::net::TcpListener::bind(("0.0.0.0", port))?;
+            l.set_nonblocking(true)?;
+            Ok(l)
+        })
+        .await?;
+        Ok(tokio::net::TcpListener::from_std(l)?)
+    }
+
+    /// Connect from the namespace to `addr` and return what the other side sends before
+    /// it closes (or within `timeout`); an error if the connection fails.
+    pub async fn fetch(
+        &self,
+        addr: std::net::SocketAddr,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<String> {
+        sys::in_netns(&self.ns, move || {
+            use std::io::Read as _;
+            let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+            s.set_read_timeout(Some(timeout))?;
+            let mut out = Vec::new();
+            match s.read_to_end(&mut out) {
+                Ok(_) => {}
+                Err(e) if !out.is_empty() && e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            Ok(String::from_utf8_lossy(&out).into_owned())
+        })
+        .await
+    }
+
     /// Run a command inside the namespace; its stdout.
     pub async fn exec(&self, args: &[&str]) -> anyhow::Result<String> {
         let mut a = vec!["netns", "exec", &self.ns];
