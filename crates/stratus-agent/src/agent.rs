@@ -1230,6 +1230,10 @@ struct Agent {
     network: Arc<Network>,
     /// The desired network and the host's instances (for metadata), for the network worker.
     network_tx: watch::Sender<Option<(DesiredNetwork, Vec<DesiredInstance>)>>,
+    /// Converge the network again now (an instance made taps).
+    network_kick: Arc<Notify>,
+    /// The host's tunnel address, when the desired network gives none.
+    tunnel_ip: Option<String>,
     changed: Arc<Notify>,
     interval_secs: AtomicU64,
 }
@@ -1243,6 +1247,7 @@ const NETWORK_CHECK: Duration = Duration::from_secs(60);
 async fn network_worker(
     net: Arc<Network>,
     changed: Arc<Notify>,
+    kick: Arc<Notify>,
     mut rx: watch::Receiver<Option<(DesiredNetwork, Vec<DesiredInstance>)>>,
 ) {
     let mut retry = Backoff::new(Duration::from_secs(5), Duration::from_secs(300));
@@ -1260,6 +1265,7 @@ async fn network_worker(
         }
         tokio::select! {
             r = rx.changed() => if r.is_err() { return },
+            _ = kick.notified() => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }
@@ -1279,6 +1285,11 @@ async fn worker(
         if let Some(d) = d {
             if failed || last != Some(d.generation) {
                 inst.converge(&agent.host, &d).await;
+                if !d.nics.is_empty() {
+                    // New taps may have missed their bridge (the network converges at the
+                    // same time): have them plugged now rather than at the next check.
+                    agent.network_kick.notify_one();
+                }
                 last = Some(d.generation);
                 agent.changed.notify_one();
                 failed = inst.failed_after_build().await;
@@ -1331,8 +1342,12 @@ impl Agent {
         self.backups
             .dispatch(&self.host, &ds.backups, &self.changed)
             .await;
+        let mut network = ds.network.clone();
+        if network.tunnel_ip.is_none() {
+            network.tunnel_ip = self.tunnel_ip.clone();
+        }
         self.network_tx
-            .send_replace(Some((ds.network.clone(), ds.instances.clone())));
+            .send_replace(Some((network, ds.instances.clone())));
         for d in &ds.instances {
             let known = self.slots().contains_key(&d.id);
             if !known {
@@ -1493,7 +1508,13 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow
     let net = Arc::new(Network::new(&host.state_dir)?);
     let changed = Arc::new(Notify::new());
     let (network_tx, network_rx) = watch::channel(None);
-    let network_task = tokio::spawn(network_worker(net.clone(), changed.clone(), network_rx));
+    let network_kick = Arc::new(Notify::new());
+    let network_task = tokio::spawn(network_worker(
+        net.clone(),
+        changed.clone(),
+        network_kick.clone(),
+        network_rx,
+    ));
     let agent = Arc::new(Agent {
         host: host.clone(),
         client: client.clone(),
@@ -1503,6 +1524,8 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow
         backups: Workers::default(),
         network: net,
         network_tx,
+        network_kick,
+        tunnel_ip: cfg.tunnel_ip.clone(),
         changed,
         interval_secs: AtomicU64::new(30),
     });
