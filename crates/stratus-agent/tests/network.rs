@@ -594,6 +594,20 @@ async fn thousand_rules_vxlan_and_sweep() {
     flood.sort();
     assert_eq!(flood, ["127.0.0.3", "127.0.0.4"]);
 
+    // A VPC whose router runs on another host: only its subnet's bridge is here.
+    let (v2, s2) = (Uuid::new_v4(), Uuid::new_v4());
+    guard.ids.extend([v2, s2]);
+    let mut remote = vpc(v2, "10.36.0.0/16", vec![subnet(s2, "10.36.1", vec![])]);
+    remote.router = false;
+    d.vpcs.push(remote);
+    apply(&net, &mut d, &[]).await;
+    assert!(sys::links(None)
+        .await
+        .unwrap()
+        .contains_key(&names::bridge(s2)));
+    assert!(!sys::netns_list().await.unwrap().contains(&names::netns(v2)));
+    d.vpcs.pop();
+
     // 1,000 rules (distinct ports and sources) in one group.
     d.security_groups[0].rules = (0..1000)
         .map(|i| {
@@ -628,7 +642,7 @@ async fn thousand_rules_vxlan_and_sweep() {
     d.vpcs.clear();
     d.security_groups.clear();
     assert!(net.converge(&d, &[]).await.is_empty());
-    nothing_left(&state, &[v, s, p]).await;
+    nothing_left(&state, &[v, s, p, v2, s2]).await;
     assert!(
         sys::links(None).await.unwrap().contains_key(&other),
         "not ours: left alone"
