@@ -594,6 +594,38 @@ async fn thousand_rules_vxlan_and_sweep() {
     flood.sort();
     assert_eq!(flood, ["127.0.0.3", "127.0.0.4"]);
 
+    // A new port: dnsmasq re-reads its hosts (SIGHUP), it is not restarted.
+    let pidfile = std::fs::canonicalize(&state)
+        .unwrap()
+        .join(format!("network/dhcp/{s}.pid"));
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let p2 = Uuid::new_v4();
+    guard.ids.push(p2);
+    d.vpcs[0].subnets[0]
+        .ports
+        .push(port(p2, "10.34.1.12", None, &[g]));
+    apply(&net, &mut d, &[]).await;
+    assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), pid);
+    let hosts = std::fs::read_to_string(pidfile.with_extension("hosts")).unwrap();
+    assert!(
+        hosts.contains(&format!("{},10.34.1.12", mac(p2))),
+        "{hosts}"
+    );
+    let log = pidfile.with_extension("log");
+    let t = Instant::now();
+    while std::fs::read_to_string(&log)
+        .unwrap()
+        .matches(".hosts")
+        .count()
+        < 2
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "dnsmasq did not re-read its hosts"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // A VPC whose router runs on another host: only its subnet's bridge is here.
     let (v2, s2) = (Uuid::new_v4(), Uuid::new_v4());
     guard.ids.extend([v2, s2]);

@@ -443,7 +443,13 @@ impl Network {
         instances: &[DesiredInstance],
     ) -> Vec<VpcReport> {
         let mut inner = self.work.lock().await;
-        let host_err = self.prepare_host().await.err().map(|e| format!("{e:#}"));
+        // A host without VPCs is left as it is (bridge-nf-call-iptables also affects
+        // bridges that are not ours).
+        let host_err = if net.vpcs.iter().any(|v| !v.deleted) {
+            self.prepare_host().await.err().map(|e| format!("{e:#}"))
+        } else {
+            None
+        };
         let tunnel: Result<Option<Ipv4Addr>, String> = net
             .tunnel_ip
             .as_deref()
@@ -526,7 +532,7 @@ impl Network {
         }
         if host_err.is_none() {
             let prev = inner.host.sg.clone();
-            match self.apply_security_groups(net, prev).await {
+            match self.apply_security_groups(net, prev, !inner.swept).await {
                 Ok(h) => inner.host.sg = h,
                 Err(e) => {
                     let msg = format!("security groups: {e:#}");
@@ -1191,6 +1197,7 @@ impl Network {
         &self,
         net: &DesiredNetwork,
         prev: Option<(String, String)>,
+        first: bool,
     ) -> anyhow::Result<Option<(String, String)>> {
         let mut ports = Vec::new();
         for v in net.vpcs.iter().filter(|v| !v.deleted) {
@@ -1225,7 +1232,11 @@ impl Network {
             .collect();
         let table = names::sg_table(&self.tag);
         if ports.is_empty() {
-            // No port here: no tables (nothing of ours is left on an emptied host).
+            // No port here: no tables (nothing of ours is left on an emptied host). Tables
+            // this agent may have made are looked for after a start and once loaded.
+            if prev.is_none() && !first {
+                return Ok(None);
+            }
             sys::nft_delete(None, "inet", &table).await?;
             sys::nft_delete(None, "bridge", &table).await?;
             return Ok(None);
