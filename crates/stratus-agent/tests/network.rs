@@ -915,3 +915,85 @@ async fn external_metadata_restart_cleanup() {
         .exists());
     drop(outside);
 }
+
+/// A subnet spanning two hosts: the other host is a namespace with its own VXLAN device
+/// and bridge (as its agent would make them), its "instance" an address on that bridge.
+/// It gets its lease from the router here over the tunnel and reaches the gateway.
+#[tokio::test]
+async fn vxlan_between_hosts() {
+    let root = std::env::temp_dir().join(format!("stratus-net-{}", Uuid::new_v4().simple()));
+    let state = root.join("host");
+    let mut guard = Guard::new(&state);
+    let net = Network::new(&state).unwrap();
+    let tag = &Uuid::new_v4().simple().to_string()[..8];
+    let (other, wire) = (format!("stest-h{tag}"), format!("vt{tag}"));
+    guard.links.push(wire.clone());
+    let x = u8::from_str_radix(&tag[..2], 16).unwrap();
+    let (here, there) = (format!("10.99.{x}.1"), format!("10.99.{x}.2"));
+    let sh = |args: Vec<String>| async move {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        sys::run(a[0], &a[1..]).await
+    };
+    let v = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    // The underlay: a link between the two "hosts".
+    sys::ip(None, &["netns", "add", &other]).await.unwrap();
+    let remote = async {
+        for c in [
+            format!("ip link add {wire} type veth peer name eth0 netns {other}"),
+            format!("ip addr add {here}/30 dev {wire}"),
+            format!("ip link set {wire} up"),
+            format!("ip -n {other} addr add {there}/30 dev eth0"),
+            format!("ip -n {other} link set eth0 up"),
+        ] {
+            sh(v(&c)).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let (vpc_id, s, p) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    guard.ids.extend([vpc_id, s, p]);
+    let mut far = port(p, "10.37.1.20", None, &[]);
+    far.local = false;
+    let mut sub = subnet(s, "10.37.1", vec![far.clone()]);
+    sub.vni = 4343;
+    sub.remote_vteps = vec![there.clone()];
+    let mut d = DesiredNetwork {
+        vpcs: vec![vpc(vpc_id, "10.37.0.0/16", vec![sub])],
+        tunnel_ip: Some(here.clone()),
+        ..DesiredNetwork::default()
+    };
+    let result = async {
+        remote?;
+        apply(&net, &mut d, &[]).await;
+        // The other host's side of the subnet, as its agent makes it.
+        for c in [
+            format!("ip -n {other} link add vx0 type vxlan id 4343 local {there} dstport 4789 nolearning"),
+            format!("ip netns exec {other} bridge fdb append 00:00:00:00:00:00 dev vx0 dst {here}"),
+            format!("ip -n {other} link add br0 address {} type bridge", far.mac),
+            format!("ip -n {other} link set vx0 master br0 up"),
+            format!("ip -n {other} link set br0 up"),
+        ] {
+            sh(v(&c)).await?;
+        }
+        // udhcpc tells on stderr.
+        let mut dhcp = v(&format!("ip netns exec {other} busybox sh -c"));
+        dhcp.push("busybox udhcpc -i br0 -n -q -t 5 -T 1 -s /bin/true 2>&1".into());
+        let lease = sh(dhcp).await.unwrap_or_else(|e| format!("{e:#}"));
+        sh(v(&format!("ip -n {other} addr add 10.37.1.20/24 dev br0"))).await?;
+        let ping = sh(v(&format!("ip netns exec {other} busybox ping -c 2 -W 2 10.37.1.1"))).await?;
+        anyhow::Ok((lease, ping))
+    }
+    .await;
+    let _ = sys::ip(None, &["netns", "del", &other]).await;
+    let (lease, ping) = result.unwrap();
+    assert!(
+        lease.contains("10.37.1.20"),
+        "no lease over the tunnel: {lease}"
+    );
+    assert!(ping.contains(" 0% packet loss"), "{ping}");
+    d.vpcs[0].deleted = true;
+    apply(&net, &mut d, &[]).await;
+    nothing_left(&state, &[vpc_id, s, p]).await;
+    drop(guard);
+    let _ = std::fs::remove_dir_all(root);
+}
