@@ -279,6 +279,7 @@ async fn raw_boot(image: &Path, work: &Path) -> anyhow::Result<Duration> {
         vnc_port: qemu::free_vnc_port("127.0.0.1", &[])?,
         volumes: Vec::new(),
         boot: None,
+        nics: Vec::new(),
     };
     let t = Instant::now();
     qemu::start(&spec, &dir, false).await?;

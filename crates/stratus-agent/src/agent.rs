@@ -28,8 +28,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use stratus_api::{
-    ActualState, AgentReport, AttachmentError, DesiredAttachment, DesiredInstance, DesiredPower,
-    DesiredState, GuestCounters, HostFacts, InstanceReport,
+    ActualState, AgentReport, AttachmentError, DesiredAttachment, DesiredInstance, DesiredNetwork,
+    DesiredNic, DesiredPower, DesiredState, GuestCounters, HostFacts, InstanceReport,
 };
 use tokio::sync::{watch, Mutex, Notify};
 use uuid::Uuid;
@@ -37,6 +37,7 @@ use uuid::Uuid;
 use crate::accel::{self, Accel};
 use crate::client::{AgentClient, Backoff, HashingFile};
 use crate::identity;
+use crate::network::{self, Network};
 use crate::pool::{LocalPool, Nodes, StoragePool};
 use crate::qemu::{self, PowerState, VmDir, VmSpec};
 use crate::volumes::{Backup, Volume};
@@ -79,6 +80,9 @@ pub struct AgentConfig {
     pub faults: Vec<String>,
     /// Where backup copies of volumes are kept; default `<state_dir>/backups`.
     pub backup_dir: Option<PathBuf>,
+    /// This host's address for VXLAN tunnels, reported to the control plane (none: the
+    /// host's subnets do not span hosts).
+    pub tunnel_ip: Option<String>,
 }
 
 impl AgentConfig {
@@ -92,6 +96,7 @@ impl AgentConfig {
             hostname: None,
             faults: Vec::new(),
             backup_dir: None,
+            tunnel_ip: None,
         }
     }
 }
@@ -446,7 +451,18 @@ impl Instance {
             .collect();
         let _volumes = host.lock_volumes(&volumes).await;
         if d.power == DesiredPower::Deleted {
-            let outcome = self.destroy(host).await;
+            let nics: Vec<DesiredNic> = d
+                .nics
+                .iter()
+                .chain(rec.desired.iter().flat_map(|p| &p.nics))
+                .cloned()
+                .collect();
+            let outcome = match self.destroy(host).await {
+                Ok(()) => network::tap_remove(&nics)
+                    .await
+                    .context("removing the taps"),
+                e => e,
+            };
             rec = Applied {
                 generation: d.generation,
                 gone: outcome.is_ok(),
@@ -665,6 +681,22 @@ impl Instance {
                 }),
             }
         }
+        anyhow::ensure!(
+            d.nics.len() <= qemu::MAX_NICS,
+            "{} NICs: at most {} are supported",
+            d.nics.len(),
+            qemu::MAX_NICS
+        );
+        let mut nics = Vec::with_capacity(d.nics.len());
+        for n in &d.nics {
+            let tap = network::tap_ensure(&host.state_dir, n)
+                .await
+                .with_context(|| format!("the tap of port {}", n.port_id))?;
+            nics.push(qemu::NicDevice {
+                tap,
+                mac: network::addr::mac(&n.mac)?,
+            });
+        }
         let mut previous = rec.vnc_port;
         let mut attempt = 0;
         loop {
@@ -682,6 +714,7 @@ impl Instance {
                 vnc_port: port,
                 volumes: disks.clone(),
                 boot: boot.clone(),
+                nics: nics.clone(),
             };
             let started = qemu::start(&spec, &self.dir, true).await;
             if started.is_ok() {
@@ -1194,8 +1227,48 @@ struct Agent {
     slots: StdMutex<HashMap<Uuid, Slot>>,
     volumes: Workers<Volume>,
     backups: Workers<Backup>,
+    network: Arc<Network>,
+    /// The desired network and the host's instances (for metadata), for the network worker.
+    network_tx: watch::Sender<Option<(DesiredNetwork, Vec<DesiredInstance>)>>,
+    /// Converge the network again now (an instance made taps).
+    network_kick: Arc<Notify>,
+    /// The host's tunnel address, when the desired network gives none.
+    tunnel_ip: Option<String>,
     changed: Arc<Notify>,
     interval_secs: AtomicU64,
+}
+
+/// How often the network is compared with the desired state when nothing changed (drift
+/// repair: a deleted bridge, a killed dnsmasq).
+const NETWORK_CHECK: Duration = Duration::from_secs(60);
+
+/// Converge the host's network whenever its desired state changes, every
+/// [`NETWORK_CHECK`] to repair drift, and after a backoff when a VPC failed.
+async fn network_worker(
+    net: Arc<Network>,
+    changed: Arc<Notify>,
+    kick: Arc<Notify>,
+    mut rx: watch::Receiver<Option<(DesiredNetwork, Vec<DesiredInstance>)>>,
+) {
+    let mut retry = Backoff::new(Duration::from_secs(5), Duration::from_secs(300));
+    loop {
+        let d = rx.borrow_and_update().clone();
+        let mut wait = NETWORK_CHECK;
+        if let Some((n, instances)) = d {
+            net.converge(&n, &instances).await;
+            changed.notify_one();
+            if net.failed() {
+                wait = retry.next_delay();
+            } else {
+                retry.reset();
+            }
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = kick.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
 }
 
 /// Converge one instance whenever its desired state changes (and once at start).
@@ -1212,6 +1285,11 @@ async fn worker(
         if let Some(d) = d {
             if failed || last != Some(d.generation) {
                 inst.converge(&agent.host, &d).await;
+                if !d.nics.is_empty() {
+                    // New taps may have missed their bridge (the network converges at the
+                    // same time): have them plugged now rather than at the next check.
+                    agent.network_kick.notify_one();
+                }
                 last = Some(d.generation);
                 agent.changed.notify_one();
                 failed = inst.failed_after_build().await;
@@ -1264,6 +1342,12 @@ impl Agent {
         self.backups
             .dispatch(&self.host, &ds.backups, &self.changed)
             .await;
+        let mut network = ds.network.clone();
+        if network.tunnel_ip.is_none() {
+            network.tunnel_ip = self.tunnel_ip.clone();
+        }
+        self.network_tx
+            .send_replace(Some((network, ds.instances.clone())));
         for d in &ds.instances {
             let known = self.slots().contains_key(&d.id);
             if !known {
@@ -1313,7 +1397,7 @@ impl Agent {
                 instances,
                 volumes: self.volumes.reports(&self.host).await,
                 backups: self.backups.reports(&self.host).await,
-                vpcs: Vec::new(),
+                vpcs: self.network.reports(),
             })
             .await?;
         for (i, m) in insts.iter().zip(marks) {
@@ -1417,6 +1501,20 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow
     let host = Arc::new(host);
     let mut facts = facts;
     facts.volume_pool_gib = host.pool.capacity_gib();
+    if let Some(t) = &cfg.tunnel_ip {
+        network::addr::ip(t).context("tunnel address")?;
+        facts.tunnel_ip = t.clone();
+    }
+    let net = Arc::new(Network::new(&host.state_dir)?);
+    let changed = Arc::new(Notify::new());
+    let (network_tx, network_rx) = watch::channel(None);
+    let network_kick = Arc::new(Notify::new());
+    let network_task = tokio::spawn(network_worker(
+        net.clone(),
+        changed.clone(),
+        network_kick.clone(),
+        network_rx,
+    ));
     let agent = Arc::new(Agent {
         host: host.clone(),
         client: client.clone(),
@@ -1424,7 +1522,11 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow
         slots: StdMutex::default(),
         volumes: Workers::default(),
         backups: Workers::default(),
-        changed: Arc::new(Notify::new()),
+        network: net,
+        network_tx,
+        network_kick,
+        tunnel_ip: cfg.tunnel_ip.clone(),
+        changed,
         interval_secs: AtomicU64::new(30),
     });
     for id in local_instances(&host.state_dir) {
@@ -1474,6 +1576,8 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow
     }
     agent.volumes.stop().await;
     agent.backups.stop().await;
+    network_task.abort();
+    let _ = network_task.await;
     Ok(())
 }
 

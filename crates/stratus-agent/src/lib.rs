@@ -1,7 +1,7 @@
 //! The Stratus host agent: the agent loop ([`agent`]) and its protocol client ([`client`]),
 //! and the data plane it drives: QEMU guests over QMP, their disks (qemu-img) and config
 //! drives, and the accelerator probe; block storage volumes and backups ([`volumes`]) in a
-//! storage pool ([`pool`]). [`sim`] is a simulated agent for control-plane scale tests.
+//! storage pool ([`pool`]); VPC networking ([`network`]). [`sim`] is a simulated agent for control-plane scale tests.
 
 pub mod accel;
 pub mod agent;
@@ -10,6 +10,7 @@ pub mod client;
 pub mod console;
 pub mod disk;
 pub mod identity;
+pub mod network;
 pub mod pool;
 pub mod qemu;
 pub mod qmp;

@@ -44,7 +44,24 @@ pub struct VmSpec {
     /// Boot from this volume instead of `root_disk`.
     #[serde(default)]
     pub boot: Option<VolumeDisk>,
+    /// NICs, in the order the guest sees them (their taps exist before QEMU starts).
+    #[serde(default)]
+    pub nics: Vec<NicDevice>,
 }
+
+/// A guest NIC: a virtio-net device on a tap of the host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NicDevice {
+    pub tap: String,
+    pub mac: String,
+}
+
+/// NICs a guest may have. They sit on fixed PCI slots from [`NIC_FIRST_SLOT`] on, so
+/// their addresses (and the guest's interface names) do not depend on how many volumes
+/// are plugged; root disk, balloon, config drive and up to 10 volumes take the automatic
+/// slots below (3–15), more volumes the slots after the NICs.
+pub const MAX_NICS: usize = 16;
+pub const NIC_FIRST_SLOT: usize = 0x10;
 
 /// A data volume as one guest's disk.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -255,6 +272,22 @@ pub fn command_line(spec: &VmSpec, dir: &VmDir, incoming: bool) -> Vec<String> {
             ),
             "-device".into(),
             "virtio-blk-pci,drive=cidata,id=cidata-disk".into(),
+        ]);
+    }
+    for (i, n) in spec.nics.iter().enumerate() {
+        // No vhost (this kernel has no vhost-net) and no scripts: the agent made the tap.
+        a.extend([
+            "-netdev".into(),
+            format!(
+                "tap,id=net{i},ifname={},script=no,downscript=no",
+                opt_escape(&n.tap)
+            ),
+            "-device".into(),
+            format!(
+                "virtio-net-pci,netdev=net{i},mac={},id=nic{i},addr={:#x}",
+                opt_escape(&n.mac),
+                NIC_FIRST_SLOT + i
+            ),
         ]);
     }
     for v in &spec.volumes {
@@ -759,4 +792,49 @@ pub async fn backup(dir: &VmDir, volume: Uuid, target: &Path, tag: &str) -> anyh
     outcome?;
     removed.context("removing the backup target")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nics_sit_on_fixed_slots_without_vhost_or_scripts() {
+        let id = Uuid::new_v4();
+        let spec = VmSpec {
+            id,
+            vcpus: 1,
+            memory_mib: 256,
+            accel: Accel::Tcg,
+            root_disk: "/r.qcow2".into(),
+            cidata: None,
+            vnc_listen: "127.0.0.1".into(),
+            vnc_port: 5900,
+            volumes: vec![],
+            boot: None,
+            nics: (0..MAX_NICS)
+                .map(|i| NicDevice {
+                    tap: format!("stt{i:010x}"),
+                    mac: format!("fa:16:3e:00:00:{i:02x}"),
+                })
+                .collect(),
+        };
+        let a = command_line(&spec, &VmDir::new(Path::new("/s"), id), false);
+        let devs: Vec<&String> = a
+            .iter()
+            .filter(|x| x.starts_with("virtio-net-pci"))
+            .collect();
+        assert_eq!(devs.len(), MAX_NICS);
+        assert_eq!(
+            devs[0],
+            "virtio-net-pci,netdev=net0,mac=fa:16:3e:00:00:00,id=nic0,addr=0x10"
+        );
+        assert!(devs[15].ends_with("addr=0x1f"), "{}", devs[15]);
+        let tap = a.iter().find(|x| x.starts_with("tap,")).unwrap();
+        assert_eq!(
+            tap,
+            "tap,id=net0,ifname=stt0000000000,script=no,downscript=no"
+        );
+        assert!(!a.iter().any(|x| x.contains("vhost")));
+    }
 }

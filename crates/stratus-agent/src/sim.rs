@@ -4,7 +4,7 @@
 //! It joins `hosts` fake hosts (facts marked `simulated: true`), long-polls each one's
 //! desired state through the same protocol client as the real agent ([`crate::client`]),
 //! and reports every desired instance at once in its desired power state (`deleted` →
-//! `gone`), every desired volume ready as desired and every backup made. It starts no QEMU and writes no files except each fake host's identity
+//! `gone`), every desired volume ready as desired, every backup made and every VPC ready. It starts no QEMU and writes no files except each fake host's identity
 //! (`<state_dir>/sim-<n>/agent.json`), so a restarted simulation keeps its hosts.
 
 use std::future::Future;
@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use stratus_api::{
     ActualState, AgentReport, BackupReport, DesiredBackup, DesiredInstance, DesiredPower,
-    DesiredState, DesiredVolume, GuestCounters, HostFacts, InstanceReport, SnapshotReport,
-    VolumeReport, VolumeState,
+    DesiredState, DesiredVolume, DesiredVpc, GuestCounters, HostFacts, InstanceReport,
+    NetworkState, SnapshotReport, VolumeReport, VolumeState, VpcReport,
 };
 use tokio::sync::{watch, Notify};
 
@@ -121,6 +121,21 @@ pub fn sim_backup_report(d: &DesiredBackup) -> BackupReport {
     }
 }
 
+/// What a simulated host reports for a desired VPC: ready at its generation (`deleted` →
+/// `gone`).
+pub fn sim_vpc_report(d: &DesiredVpc) -> VpcReport {
+    VpcReport {
+        id: d.id,
+        generation: d.generation,
+        state: if d.deleted {
+            NetworkState::Gone
+        } else {
+            NetworkState::Ready
+        },
+        error: None,
+    }
+}
+
 struct SimHost {
     client: AgentClient,
     facts: HostFacts,
@@ -183,7 +198,7 @@ impl SimHost {
                     instances: ds.instances.iter().map(sim_instance_report).collect(),
                     volumes: ds.volumes.iter().map(sim_volume_report).collect(),
                     backups: ds.backups.iter().map(sim_backup_report).collect(),
-                    vpcs: Vec::new(),
+                    vpcs: ds.network.vpcs.iter().map(sim_vpc_report).collect(),
                 };
                 let sent = tokio::select! {
                     r = self.client.report(&report) => r,
@@ -355,5 +370,28 @@ mod tests {
         );
         b.deleted = true;
         assert_eq!(sim_backup_report(&b).state, VolumeState::Gone);
+    }
+
+    #[test]
+    fn vpcs_are_ready_at_their_generation() {
+        let mut v = DesiredVpc {
+            id: uuid::Uuid::new_v4(),
+            generation: 9,
+            cidr: "10.0.0.0/16".into(),
+            router: true,
+            subnets: vec![],
+            snat_ip: None,
+            elastic_ips: vec![],
+            deleted: false,
+        };
+        let r = sim_vpc_report(&v);
+        assert_eq!(
+            (r.id, r.generation, r.state, r.error),
+            (v.id, 9, NetworkState::Ready, None)
+        );
+        v.deleted = true;
+        v.generation = 10;
+        let r = sim_vpc_report(&v);
+        assert_eq!((r.generation, r.state), (10, NetworkState::Gone));
     }
 }

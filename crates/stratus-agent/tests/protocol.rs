@@ -19,7 +19,8 @@ use stratus_agent::accel::Accel;
 use stratus_agent::agent::{self, AgentConfig};
 use stratus_api::{
     ActualState, AgentJoin, AgentJoined, AgentReport, DesiredAttachment, DesiredBackup,
-    DesiredInstance, DesiredPower, DesiredState, DesiredVolume, VolumeFormat, VolumeState,
+    DesiredInstance, DesiredNetwork, DesiredPower, DesiredState, DesiredSubnet, DesiredVolume,
+    DesiredVpc, NetworkState, VolumeFormat, VolumeState,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -159,6 +160,13 @@ impl Fake {
         self.desired.send_modify(|d| {
             d.generation += 1;
             d.instances = instances;
+        });
+    }
+
+    fn set_network(&self, network: DesiredNetwork) {
+        self.desired.send_modify(|d| {
+            d.generation += 1;
+            d.network = network;
         });
     }
 
@@ -305,6 +313,7 @@ async fn agent_joins_runs_captures_and_deletes_an_instance() {
         cfg.join_token = token.map(str::to_string);
         cfg.hypervisor = Some(Accel::Tcg);
         cfg.vnc_listen = "127.0.0.1".into();
+        cfg.tunnel_ip = Some("127.0.0.1".into());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(agent::run(cfg, async {
             let _ = stopped.await;
@@ -343,6 +352,62 @@ async fn agent_joins_runs_captures_and_deletes_an_instance() {
         })
         .await;
     assert!(r.facts.volume_pool_gib > 0, "{:?}", r.facts);
+    assert_eq!(r.facts.tunnel_ip, "127.0.0.1");
+
+    // A VPC: its router is built and reported ready at its generation, then gone.
+    let subnet = Uuid::new_v4();
+    let mut vpc = DesiredVpc {
+        id: Uuid::new_v4(),
+        generation: 1,
+        cidr: "10.35.0.0/16".into(),
+        router: true,
+        subnets: vec![DesiredSubnet {
+            id: subnet,
+            cidr: "10.35.1.0/24".into(),
+            gateway_ip: "10.35.1.1".into(),
+            dhcp_enabled: true,
+            dns_servers: vec![],
+            vni: 7,
+            remote_vteps: vec![],
+            ports: vec![],
+            acl: vec![],
+        }],
+        snat_ip: None,
+        elastic_ips: vec![],
+        deleted: false,
+    };
+    let vpc_state = |r: &AgentReport, g: i64| {
+        r.vpcs
+            .iter()
+            .find(|v| v.id == vpc.id && v.generation == g)
+            .map(|v| v.state)
+    };
+    f.set_network(DesiredNetwork {
+        vpcs: vec![vpc.clone()],
+        ..DesiredNetwork::default()
+    });
+    f.wait_report("a ready VPC", |r| {
+        vpc_state(r, 1) == Some(NetworkState::Ready)
+    })
+    .await;
+    let bridge = stratus_agent::network::names::bridge(subnet);
+    assert!(std::path::Path::new("/sys/class/net")
+        .join(&bridge)
+        .exists());
+    vpc.generation = 2;
+    vpc.deleted = true;
+    f.set_network(DesiredNetwork {
+        vpcs: vec![vpc.clone()],
+        ..DesiredNetwork::default()
+    });
+    f.wait_report("a gone VPC", |r| {
+        vpc_state(r, 2) == Some(NetworkState::Gone)
+    })
+    .await;
+    assert!(!std::path::Path::new("/sys/class/net")
+        .join(&bridge)
+        .exists());
+    f.set_network(DesiredNetwork::default());
     let id = Uuid::new_v4();
     let mut d = desired_instance(id, image_id, &sha);
     d.volumes = vec![DesiredAttachment {

@@ -88,6 +88,7 @@ async fn tiny_guest_lifecycle() {
         vnc_port: qemu::free_vnc_port("127.0.0.1", &[]).unwrap(),
         volumes: vec![],
         boot: None,
+        nics: vec![],
     };
 
     qemu::start(&spec, &dir, false).await.unwrap();

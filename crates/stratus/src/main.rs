@@ -190,6 +190,7 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         hostname: a.hostname,
         faults: a.faults,
         backup_dir: a.backup_dir,
+        tunnel_ip: None,
     };
     stratus_agent::agent::run(cfg, shutdown_signal()).await
 }

@@ -1,0 +1,109 @@
+//! A **test instrument**, not part of the data plane: the "external world" of a test — a
+//! network namespace standing for the uplink's other side (the external gateway, or a host
+//! on the internet), attached to the external bridge with an address.
+
+use super::sys;
+
+/// A namespace on a bridge of the host with one address; removed on drop.
+pub struct Outside {
+    pub ns: String,
+    host_end: String,
+}
+
+impl Outside {
+    /// Make namespace `stest-<tag>` attached to `bridge` (made if missing) with `addr`
+    /// (`a.b.c.d/len`) on its `eth0`. `tag` (≤ 8 characters) keeps names unique.
+    pub async fn create(tag: &str, bridge: &str, addr: &str) -> anyhow::Result<Outside> {
+        let ns = format!("stest-{tag}");
+        let host_end = format!("xt{tag}");
+        let o = Outside {
+            ns: ns.clone(),
+            host_end: host_end.clone(),
+        };
+        if !sys::links(None).await?.contains_key(bridge) {
+            sys::ip(None, &["link", "add", "name", bridge, "type", "bridge"]).await?;
+        }
+        sys::ip(None, &["link", "set", "dev", bridge, "up"]).await?;
+        sys::ip(None, &["netns", "add", &ns]).await?;
+        sys::ip(
+            None,
+            &[
+                "link", "add", &host_end, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ],
+        )
+        .await?;
+        sys::ip(
+            None,
+            &["link", "set", "dev", &host_end, "master", bridge, "up"],
+        )
+        .await?;
+        sys::ip(Some(&ns), &["addr", "add", addr, "dev", "eth0"]).await?;
+        sys::ip(Some(&ns), &["link", "set", "dev", "eth0", "up"]).await?;
+        sys::ip(Some(&ns), &["link", "set", "dev", "lo", "up"]).await?;
+        Ok(o)
+    }
+
+    /// A TCP listener inside the namespace (what connects to it shows its source
+    /// address: the SNAT or elastic IP a guest's traffic left with).
+    pub async fn listen(&self, port: u16) -> anyhow::Result<tokio::net::TcpListener> {
+        let l = sys::in_netns(&self.ns, move || {
+            let l = std::net::TcpListener::bind(("0.0.0.0", port))?;
+            l.set_nonblocking(true)?;
+            Ok(l)
+        })
+        .await?;
+        Ok(tokio::net::TcpListener::from_std(l)?)
+    }
+
+    /// Connect from the namespace to `addr` and return what the other side sends before
+    /// it closes (or within `timeout`); an error if the connection fails.
+    pub async fn fetch(
+        &self,
+        addr: std::net::SocketAddr,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<String> {
+        sys::in_netns(&self.ns, move || {
+            use std::io::Read as _;
+            let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+            s.set_read_timeout(Some(timeout))?;
+            let mut out = Vec::new();
+            match s.read_to_end(&mut out) {
+                Ok(_) => {}
+                Err(e) if !out.is_empty() && e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            Ok(String::from_utf8_lossy(&out).into_owned())
+        })
+        .await
+    }
+
+    /// Run a command inside the namespace; its stdout.
+    pub async fn exec(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut a = vec!["netns", "exec", &self.ns];
+        a.extend_from_slice(args);
+        sys::run("ip", &a).await
+    }
+
+    /// Start a command inside the namespace in the background (killed on drop of the
+    /// returned child).
+    pub fn spawn(&self, args: &[&str]) -> std::io::Result<tokio::process::Child> {
+        tokio::process::Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", "dev", &self.host_end])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .status();
+    }
+}
