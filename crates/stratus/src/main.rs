@@ -122,6 +122,10 @@ struct AgentArgs {
     /// [default: <state-dir>/backups].
     #[arg(long, value_name = "DIR", env = "STRATUS_AGENT_BACKUP_DIR")]
     backup_dir: Option<PathBuf>,
+    /// This host's address on the network between hosts: other hosts' VXLAN tunnels for
+    /// subnets that span hosts end here (none: subnets stay on this host).
+    #[arg(long, value_name = "ADDR", env = "STRATUS_AGENT_TUNNEL_IP")]
+    tunnel_ip: Option<std::net::Ipv4Addr>,
     /// Scale-test instrument, not for production: instead of a real agent, join N simulated
     /// hosts that report every desired instance in its desired state without running guests.
     #[arg(long, value_name = "N", env = "STRATUS_AGENT_SIMULATE")]
@@ -190,7 +194,7 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         hostname: a.hostname,
         faults: a.faults,
         backup_dir: a.backup_dir,
-        tunnel_ip: None,
+        tunnel_ip: a.tunnel_ip.map(|t| t.to_string()),
     };
     stratus_agent::agent::run(cfg, shutdown_signal()).await
 }
