@@ -35,6 +35,7 @@ fn port(id: Uuid, ip: &str, instance: Option<Uuid>, groups: &[Uuid]) -> DesiredP
         instance_id: instance,
         local: true,
         security_group_ids: groups.to_vec(),
+        metadata: None,
     }
 }
 

@@ -611,6 +611,18 @@ pub struct DesiredPort {
     /// True when the port's instance runs on this host (its tap is plugged here).
     pub local: bool,
     pub security_group_ids: Vec<Uuid>,
+    /// What the router's metadata service tells the port's instance when that instance runs
+    /// on another host (a local instance's comes with the instance itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<PortMetadata>,
+}
+
+/// An instance's metadata as a router on another host serves it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PortMetadata {
+    pub hostname: String,
+    pub ssh_keys: Vec<String>,
+    pub user_data: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

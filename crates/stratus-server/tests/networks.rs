@@ -17,12 +17,16 @@ struct Agent {
 
 impl Agent {
     async fn join(ts: &TestServer, admin: &Client, name: &str) -> Agent {
+        Agent::join_at(ts, admin, name, "192.0.2.10").await
+    }
+
+    async fn join_at(ts: &TestServer, admin: &Client, name: &str, tunnel_ip: &str) -> Agent {
         let t: Value = admin
             .post("/v1/hosts/join-tokens", &json!({}))
             .await
             .unwrap();
         let facts = json!({"hostname": name, "cpus": 16, "memory_mib": 65536, "disk_gib": 1000,
-            "hypervisor": "tcg", "agent_version": "test", "tunnel_ip": "192.0.2.10"});
+            "hypervisor": "tcg", "agent_version": "test", "tunnel_ip": tunnel_ip});
         let j: Value = Client::new(&ts.url, Auth::Token(t["token"].as_str().unwrap().into()))
             .post("/v1/agent/join", &json!({"facts": facts}))
             .await
@@ -587,6 +591,63 @@ async fn the_host_gets_the_network_its_instances_need() {
     assert_eq!(ext[0]["used"], 0, "SNAT and EIP addresses given back");
     consistent(&admin).await;
     ts.stop().await;
+}
+
+/// A VPC whose router runs on one host and an instance on another: the subnet is carried to
+/// the instance's host over VXLAN (each side floods to the other's tunnel address), and the
+/// router's host serves the far instance's metadata.
+#[tokio::test]
+async fn a_vpc_spans_hosts_and_its_router_knows_far_instances() {
+    let ts = TestServer::start().await;
+    let admin = ts.admin().await;
+    let a = tree(&admin, "A").await;
+    let cn1 = Agent::join_at(&ts, &admin, "cn1", "192.0.2.10").await;
+    let v = vpc(&admin, &a.project, "10.20.0.0/16").await;
+    let vid = id(&v);
+    let sn = subnet(&admin, &vid, "10.20.1.0/24").await;
+    // The instance lands on the second host (the first is closed to new instances).
+    let cn2 = Agent::join_at(&ts, &admin, "cn2", "192.0.2.11").await;
+    let _: Value = admin
+        .patch(
+            &format!("/v1/hosts/{}", cn1.host_id),
+            &json!({"enabled": false}),
+        )
+        .await
+        .unwrap();
+    let image = raw_image(&admin, Some(&a.project)).await;
+    let made: Vec<Value> = admin
+        .post(
+            "/v1/instances",
+            &json!({"name": "far", "project_id": a.project, "flavor": "basic.2c4g", "image": id(&image),
+                "user_data": "#cloud-config\nhostname: far\n", "nics": [{"subnet_id": id(&sn)}]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(made[0]["host_id"], cn2.host_id.as_str());
+
+    // The router's host: gateway, DHCP and metadata for a port whose tap is elsewhere.
+    let on1 = cn1.vpc(&vid).await;
+    assert_eq!(on1["router"], true);
+    assert_eq!(on1["subnets"][0]["remote_vteps"], json!(["192.0.2.11"]));
+    let port = &on1["subnets"][0]["ports"][0];
+    assert_eq!(
+        (&port["ip"], &port["local"]),
+        (&json!("10.20.1.2"), &json!(false))
+    );
+    assert_eq!(port["metadata"]["hostname"], "far");
+    assert_eq!(
+        port["metadata"]["user_data"],
+        "#cloud-config\nhostname: far\n"
+    );
+    // The instance's host: the subnet's bridge and tap, no router, nothing of the metadata
+    // (its instance brings its own).
+    let on2 = cn2.vpc(&vid).await;
+    assert_eq!(on2["router"], false);
+    assert_eq!(on2["subnets"][0]["remote_vteps"], json!(["192.0.2.10"]));
+    let port = &on2["subnets"][0]["ports"][0];
+    assert_eq!(port["local"], true);
+    assert!(port.get("metadata").is_none(), "{port}");
+    assert_eq!(on2["subnets"][0]["vni"], on1["subnets"][0]["vni"]);
 }
 
 #[tokio::test]

@@ -215,6 +215,8 @@ fn plan_vpc(
                 taps.push(names::tap(p.id));
             }
             hosts.push((mac, ip));
+            // A local instance's own data, else what the control plane sent for an instance
+            // on another host (this host running the VPC's router).
             if let Some(inst) = p.instance_id.and_then(|i| instances.get(&i)) {
                 meta.insert(
                     ip,
@@ -224,6 +226,17 @@ fn plan_vpc(
                         local_ipv4: ip,
                         ssh_keys: inst.ssh_keys.clone(),
                         user_data: inst.user_data.clone(),
+                    },
+                );
+            } else if let (Some(id), Some(m)) = (p.instance_id, &p.metadata) {
+                meta.insert(
+                    ip,
+                    InstanceMeta {
+                        instance_id: id,
+                        hostname: m.hostname.clone(),
+                        local_ipv4: ip,
+                        ssh_keys: m.ssh_keys.clone(),
+                        user_data: m.user_data.clone(),
                     },
                 );
             }

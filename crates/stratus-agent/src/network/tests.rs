@@ -22,6 +22,7 @@ pub(crate) fn vpc(id: Uuid, subnet: Uuid, port: Uuid, remote: Vec<String>) -> De
                 instance_id: None,
                 local: true,
                 security_group_ids: vec![],
+                metadata: None,
             }],
             acl: vec![],
         }],
@@ -110,4 +111,41 @@ fn colliding_ids_are_an_error() {
     let mut n = names::Names::default();
     let e = plan_vpc(&d, &net, None, &HashMap::new(), &mut n).unwrap_err();
     assert!(format!("{e:#}").contains("share"), "{e:#}");
+}
+
+#[test]
+fn router_serves_metadata_of_instances_on_other_hosts() {
+    let (v, s, p) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let mut d = vpc(v, s, p, vec!["192.0.2.2".into()]);
+    let instance = Uuid::new_v4();
+    let port = &mut d.subnets[0].ports[0];
+    port.local = false;
+    port.instance_id = Some(instance);
+    let net = DesiredNetwork {
+        vpcs: vec![d.clone()],
+        ..DesiredNetwork::default()
+    };
+    let tunnel = Some("192.0.2.1".parse().unwrap());
+    // Without data from the control plane the remote instance is unknown to this router.
+    let mut n = names::Names::default();
+    let plan = plan_vpc(&d, &net, tunnel, &HashMap::new(), &mut n).unwrap();
+    assert!(plan.router.unwrap().metadata.is_empty());
+    d.subnets[0].ports[0].metadata = Some(stratus_api::PortMetadata {
+        hostname: "far-away".into(),
+        ssh_keys: vec!["ssh-ed25519 AAAA k".into()],
+        user_data: Some("#cloud-config\n".into()),
+    });
+    let mut n = names::Names::default();
+    let plan = plan_vpc(&d, &net, tunnel, &HashMap::new(), &mut n).unwrap();
+    let table = plan.router.unwrap().metadata;
+    let m = &table[&"10.0.1.5".parse::<Ipv4Addr>().unwrap()];
+    assert_eq!((m.instance_id, m.hostname.as_str()), (instance, "far-away"));
+    assert_eq!(
+        metadata::document(m, "/latest/meta-data/hostname").map(|d| d.1),
+        Some("far-away".to_string())
+    );
+    assert_eq!(
+        metadata::document(m, "/latest/user-data").map(|d| d.1),
+        Some("#cloud-config\n".to_string())
+    );
 }

@@ -14,8 +14,8 @@ use sqlx::Row;
 use stratus_api::{
     AclRule, AddressRange, DesiredElasticIp, DesiredExternal, DesiredNetwork, DesiredNic,
     DesiredPeering, DesiredPort, DesiredSecurityGroup, DesiredSubnet, DesiredVpc, Direction,
-    ElasticIp, ExternalNetwork, NetworkAcl, NetworkStatus, PeeringStatus, Port, Protocol,
-    QuotaResource, SecurityGroup, SecurityGroupRule, Subnet, Vpc, VpcPeering,
+    ElasticIp, ExternalNetwork, NetworkAcl, NetworkStatus, PeeringStatus, Port, PortMetadata,
+    Protocol, QuotaResource, SecurityGroup, SecurityGroupRule, Subnet, Vpc, VpcPeering,
 };
 use uuid::Uuid;
 
@@ -1734,6 +1734,35 @@ impl Store {
     /// The network of a host: VPCs whose router it runs or that have ports of its
     /// instances, their security groups, the peerings between its routers, the external
     /// network of its zone.
+    /// Metadata of the instances with ports in `vpc` that run on hosts other than `host`.
+    async fn remote_port_metadata(
+        &self,
+        vpc: Uuid,
+        host: Uuid,
+    ) -> Result<HashMap<Uuid, PortMetadata>> {
+        let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT DISTINCT i.id, i.name, i.ssh_keys, i.user_data FROM instances i \
+             JOIN ports p ON p.instance_id = i.id \
+             WHERE p.vpc_id = $1 AND i.host_id IS NOT NULL AND i.host_id <> $2",
+        )
+        .bind(vpc.to_string())
+        .bind(host.to_string())
+        .fetch_all(&self.db.read)
+        .await?;
+        rows.into_iter()
+            .map(|(id, hostname, keys, user_data)| {
+                Ok((
+                    parse_id(&id)?,
+                    PortMetadata {
+                        hostname,
+                        ssh_keys: serde_json::from_str(&keys).unwrap_or_default(),
+                        user_data,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     pub async fn network_desired(&self, host: Uuid) -> Result<DesiredNetwork> {
         let facts: Option<(String, String)> =
             sqlx::query_as("SELECT facts, availability_zone FROM hosts WHERE id = $1")
@@ -1798,6 +1827,11 @@ impl Store {
                 .filter_map(|p| Uuid::parse_str(&p.0).ok())
                 .collect();
             let groups = self.groups_of_ports(&port_ids).await?;
+            let remote_meta = if v.router_host_id == Some(host) {
+                self.remote_port_metadata(v.api.id, host).await?
+            } else {
+                HashMap::new()
+            };
             let acls: HashMap<Uuid, Vec<AclRule>> = sqlx::query_as::<_, (String, String)>(
                 "SELECT id, rules FROM network_acls WHERE vpc_id = $1",
             )
@@ -1828,13 +1862,22 @@ impl Store {
                     if local {
                         groups_needed.extend(sgs.iter().copied());
                     }
+                    let instance_id = inst.as_deref().and_then(|i| Uuid::parse_str(i).ok());
+                    // The router serves metadata to instances on every host of the VPC.
+                    let metadata = match instance_id {
+                        Some(i) if !local && v.router_host_id == Some(host) => {
+                            remote_meta.get(&i).cloned()
+                        }
+                        _ => None,
+                    };
                     dports.push(DesiredPort {
                         id: pid,
                         mac: mac.clone(),
                         ip: ip.clone(),
-                        instance_id: inst.as_deref().and_then(|i| Uuid::parse_str(i).ok()),
+                        instance_id,
                         local,
                         security_group_ids: sgs,
+                        metadata,
                     });
                 }
                 // The router's host is the other end for every host without it.
