@@ -1,13 +1,52 @@
-//! A **test instrument**, not part of the data plane: the "external world" of a test — a
+//! **Test instruments**, not part of the data plane: the "external world" of a test — a
 //! network namespace standing for the uplink's other side (the external gateway, or a host
-//! on the internet), attached to the external bridge with an address.
+//! on the internet), attached to the external bridge with an address — and the removal of
+//! everything an agent of a test made when the test fails midway.
+
+use std::path::Path;
 
 use super::sys;
 
-/// A namespace on a bridge of the host with one address; removed on drop.
+/// Remove everything the agent with `state_dir` made on this host: its processes (guests,
+/// dnsmasqs: every process whose command line names the directory), then its routers,
+/// devices and tables (a converge to nothing by a fresh `Network` on the same state, which
+/// also sweeps what its records forgot). Nothing of another agent is touched.
+pub async fn remove_all(state_dir: &Path) -> anyhow::Result<()> {
+    let dir = std::fs::canonicalize(state_dir)?;
+    let me = std::process::id();
+    let pids: Vec<u32> = sys::pids_with(&dir.to_string_lossy())
+        .into_iter()
+        .filter(|p| *p != me)
+        .collect();
+    for p in &pids {
+        sys::signal(*p, libc::SIGKILL);
+    }
+    // A tap still held by a process is left alone by the sweep: wait for them to go.
+    for _ in 0..50 {
+        if pids
+            .iter()
+            .all(|p| !Path::new(&format!("/proc/{p}")).exists())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let net = super::Network::new(&dir)?;
+    let reports = net
+        .converge(&stratus_api::DesiredNetwork::default(), &[])
+        .await;
+    match reports.iter().find_map(|r| r.error.clone()) {
+        Some(e) => anyhow::bail!("{e}"),
+        None => Ok(()),
+    }
+}
+
+/// A namespace on a bridge of the host with one address; removed on drop (with the bridge
+/// if it made it).
 pub struct Outside {
     pub ns: String,
     host_end: String,
+    made_bridge: Option<String>,
 }
 
 impl Outside {
@@ -16,12 +55,14 @@ impl Outside {
     pub async fn create(tag: &str, bridge: &str, addr: &str) -> anyhow::Result<Outside> {
         let ns = format!("stest-{tag}");
         let host_end = format!("xt{tag}");
-        let o = Outside {
+        let mut o = Outside {
             ns: ns.clone(),
             host_end: host_end.clone(),
+            made_bridge: None,
         };
         if !sys::links(None).await?.contains_key(bridge) {
             sys::ip(None, &["link", "add", "name", bridge, "type", "bridge"]).await?;
+            o.made_bridge = Some(bridge.to_string());
         }
         sys::ip(None, &["link", "set", "dev", bridge, "up"]).await?;
         sys::ip(None, &["netns", "add", &ns]).await?;
@@ -105,5 +146,10 @@ impl Drop for Outside {
         let _ = std::process::Command::new("ip")
             .args(["netns", "del", &self.ns])
             .status();
+        if let Some(b) = &self.made_bridge {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", "dev", b])
+                .status();
+        }
     }
 }

@@ -111,6 +111,41 @@ pub fn temp_dir() -> PathBuf {
     dir
 }
 
+/// A test that fails midway leaves no guest, dnsmasq, router, device or table of its local
+/// agent behind to slow down or confuse the tests after it (QEMU runs daemonized: it
+/// outlives the test process's tasks).
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if !self.config.local_agent.enabled {
+            return;
+        }
+        let state = self
+            .config
+            .local_agent
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.join("agent"));
+        // The test's runtime (one thread) is blocked here, so its agent cannot start again
+        // what is removed; the cleanup runs on a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if state.exists() {
+                    if let Err(e) = stratus_agent::network::testing::remove_all(&state).await {
+                        eprintln!("cleaning up {}: {e:#}", state.display());
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
 impl TestServer {
     pub async fn start() -> TestServer {
         Self::start_with(|_| {}).await
