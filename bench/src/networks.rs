@@ -12,6 +12,7 @@
 
 use std::time::{Duration, Instant};
 
+use stratus_agent::network::testing::plug;
 use stratus_agent::network::{names, sys, Network};
 use stratus_api::{
     DesiredNetwork, DesiredPort, DesiredSecurityGroup, DesiredSubnet, DesiredVpc, Direction,
@@ -111,39 +112,6 @@ async fn exec(ns: &str, args: &[&str]) -> anyhow::Result<String> {
     let mut a = vec!["netns", "exec", ns];
     a.extend_from_slice(args);
     sys::run("ip", &a).await
-}
-
-/// A namespace with `eth0` = `addr` on a veth whose other end is `host_end` (on `bridge` if given).
-async fn plug(
-    ns: &str,
-    host_end: &str,
-    bridge: Option<&str>,
-    mac: Option<&str>,
-    addr: &str,
-    gw: Option<&str>,
-) -> anyhow::Result<()> {
-    sys::ip(None, &["netns", "add", ns]).await?;
-    sys::ip(
-        None,
-        &[
-            "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", ns,
-        ],
-    )
-    .await?;
-    if let Some(b) = bridge {
-        sys::ip(None, &["link", "set", "dev", host_end, "master", b]).await?;
-    }
-    sys::ip(None, &["link", "set", "dev", host_end, "up"]).await?;
-    if let Some(m) = mac {
-        sys::ip(Some(ns), &["link", "set", "dev", "eth0", "address", m]).await?;
-    }
-    sys::ip(Some(ns), &["addr", "add", addr, "dev", "eth0"]).await?;
-    sys::ip(Some(ns), &["link", "set", "dev", "eth0", "up"]).await?;
-    sys::ip(Some(ns), &["link", "set", "dev", "lo", "up"]).await?;
-    if let Some(g) = gw {
-        sys::ip(Some(ns), &["route", "add", "default", "via", g]).await?;
-    }
-    Ok(())
 }
 
 /// iperf3 throughput (Gbit/s) from `client` to `server_ip`, where a server runs.
@@ -253,10 +221,10 @@ async fn measure(
     }
     // The peer: a plain veth pair between two namespaces.
     plug(pa, &format!("snq{tag}"), None, None, "10.99.0.1/30", None).await?;
-    sys::ip(None, &["netns", "add", &pb]).await?;
+    sys::ip(None, &["netns", "add", pb]).await?;
     sys::ip(
         None,
-        &["link", "set", "dev", &format!("snq{tag}"), "netns", &pb],
+        &["link", "set", "dev", &format!("snq{tag}"), "netns", pb],
     )
     .await?;
     sys::ip(

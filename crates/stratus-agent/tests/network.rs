@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use common::{fixture, wait_console, Fixture, Shell};
 use stratus_agent::agent::{Host, Instance};
-use stratus_agent::network::{names, sys, testing::Outside, Network};
+use stratus_agent::network::testing::{plug, Outside};
+use stratus_agent::network::{names, sys, Network};
 use stratus_agent::qemu::VmDir;
 use stratus_api::{
     AclAction, AclRule, DesiredElasticIp, DesiredExternal, DesiredInstance, DesiredNetwork,
     DesiredNic, DesiredPeering, DesiredPort, DesiredPower, DesiredSecurityGroup, DesiredSubnet,
-    DesiredVpc, Direction, NetworkState, Protocol, SecurityGroupRule, VpcReport,
+    DesiredVpc, Direction, NetworkState, PeeringRemote, Protocol, SecurityGroupRule, VpcReport,
 };
 use uuid::Uuid;
 
@@ -454,6 +455,7 @@ async fn isolation_peering_security_groups_acl() {
         cidrs_a: vec!["10.31.1.0/24".into()],
         cidrs_b: vec!["10.32.1.0/24".into()],
         link_cidr: "169.254.31.0/30".into(),
+        remote: None,
     }];
     apply(&net, &mut d, &instances).await;
     assert!(
@@ -992,6 +994,145 @@ async fn vxlan_between_hosts() {
         "no lease over the tunnel: {lease}"
     );
     assert!(ping.contains(" 0% packet loss"), "{ping}");
+    d.vpcs[0].deleted = true;
+    apply(&net, &mut d, &[]).await;
+    nothing_left(&state, &[vpc_id, s, p]).await;
+    drop(guard);
+    let _ = std::fs::remove_dir_all(root);
+}
+
+/// A peering whose other router runs on another host: a point-to-point VXLAN link from the
+/// router here to that host (a namespace with its own underlay address, VXLAN device and
+/// the far VPC's address, as its agent would make them). An "instance" of the VPC here
+/// (a namespace on its port's tap) and the far side reach each other; the link follows the
+/// far host's address when it changes and goes with the peering.
+#[tokio::test]
+async fn peering_between_hosts() {
+    let root = std::env::temp_dir().join(format!("stratus-net-{}", Uuid::new_v4().simple()));
+    let state = root.join("host");
+    let mut guard = Guard::new(&state);
+    let net = Network::new(&state).unwrap();
+    let tag = &Uuid::new_v4().simple().to_string()[..8];
+    let (other, wire, inst) = (
+        format!("stest-h{tag}"),
+        format!("vt{tag}"),
+        format!("stest-i{tag}"),
+    );
+    guard.links.push(wire.clone());
+    let x = u8::from_str_radix(&tag[..2], 16).unwrap();
+    let (here, there) = (format!("10.98.{x}.1"), format!("10.98.{x}.2"));
+    let sh = |c: String| async move {
+        let a: Vec<&str> = c.split_whitespace().collect();
+        sys::run(a[0], &a[1..]).await
+    };
+    sys::ip(None, &["netns", "add", &other]).await.unwrap();
+    let (vpc_id, s, p, g, far_vpc) = (
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    );
+    guard.ids.extend([vpc_id, s, p]);
+    let rules = vec![
+        rule(Direction::Egress, Protocol::Any, None),
+        from_cidr(
+            rule(Direction::Ingress, Protocol::Icmp, None),
+            "10.42.0.0/16",
+        ),
+    ];
+    let peering = Uuid::new_v4();
+    let mut d = DesiredNetwork {
+        vpcs: vec![vpc(
+            vpc_id,
+            "10.41.0.0/16",
+            vec![subnet(s, "10.41.1", vec![port(p, "10.41.1.5", None, &[g])])],
+        )],
+        security_groups: vec![group(g, rules, &["10.41.1.5"])],
+        peerings: vec![DesiredPeering {
+            id: peering,
+            vpc_a: vpc_id,
+            vpc_b: far_vpc,
+            cidrs_a: vec!["10.41.1.0/24".into()],
+            cidrs_b: vec!["10.42.1.0/24".into()],
+            link_cidr: "169.254.41.0/30".into(),
+            remote: Some(PeeringRemote {
+                vtep: there.clone(),
+                vni: 8_400_001,
+            }),
+        }],
+        tunnel_ip: Some(here.clone()),
+        ..DesiredNetwork::default()
+    };
+    let router = names::netns(vpc_id);
+    let link = names::peering(peering);
+    let result = async {
+        // The underlay between the two "hosts", then the far router's end of the link.
+        for c in [
+            format!("ip link add {wire} type veth peer name eth0 netns {other}"),
+            format!("ip addr add {here}/30 dev {wire}"),
+            format!("ip link set {wire} up"),
+            format!("ip -n {other} addr add {there}/30 dev eth0"),
+            format!("ip -n {other} link set eth0 up"),
+            format!("ip -n {other} link add vxp type vxlan id 8400001 local {there} remote {here} dstport 4789 nolearning"),
+            format!("ip -n {other} addr add 169.254.41.2/30 dev vxp"),
+            format!("ip -n {other} link set vxp mtu 1450 up"),
+            format!("ip -n {other} addr add 10.42.1.5/32 dev lo"),
+            format!("ip -n {other} link set lo up"),
+            format!("ip -n {other} route add 10.41.1.0/24 via 169.254.41.1 dev vxp"),
+        ] {
+            sh(c).await?;
+        }
+        apply(&net, &mut d, &[]).await;
+        plug(
+            &inst,
+            &names::tap(p),
+            Some(&names::bridge(s)),
+            Some(&mac(p)),
+            "10.41.1.5/24",
+            Some("10.41.1.1"),
+        )
+        .await?;
+        let l = sys::links(Some(&router)).await?.remove(&link);
+        let out = sh(format!("ip netns exec {inst} busybox ping -c 2 -W 2 10.42.1.5")).await?;
+        let back = sh(format!(
+            "ip netns exec {other} busybox ping -c 2 -W 2 -I 10.42.1.5 10.41.1.5"
+        ))
+        .await?;
+        // Converging again changes nothing; a new address of the far host remakes the link.
+        let ifindex = |ns: String| async move {
+            sh(format!("ip -n {ns} -o link show {}", names::peering(peering)))
+                .await
+                .map(|o| o.split(':').next().unwrap_or_default().to_string())
+        };
+        let before = ifindex(router.clone()).await?;
+        apply(&net, &mut d, &[]).await;
+        let same = ifindex(router.clone()).await? == before;
+        d.peerings[0].remote.as_mut().unwrap().vtep = "10.98.255.2".into();
+        apply(&net, &mut d, &[]).await;
+        let moved = sys::links(Some(&router)).await?.remove(&link);
+        d.peerings.clear();
+        apply(&net, &mut d, &[]).await;
+        let gone = !sys::links(Some(&router)).await?.contains_key(&link);
+        anyhow::Ok((l, out, back, same, moved, gone))
+    }
+    .await;
+    let _ = sys::ip(None, &["netns", "del", &other]).await;
+    let _ = sys::ip(None, &["netns", "del", &inst]).await;
+    let (l, out, back, same, moved, gone) = result.unwrap();
+    let l = l.expect("the peering link is in the router");
+    assert_eq!(l.kind, "vxlan");
+    assert_eq!(l.vxlan, Some((8_400_001, here.clone(), 4789)));
+    assert_eq!(l.vxlan_remote.as_deref(), Some(there.as_str()));
+    assert_eq!(l.mtu, 1450);
+    assert!(out.contains(" 0% packet loss"), "to the far VPC: {out}");
+    assert!(back.contains(" 0% packet loss"), "from the far VPC: {back}");
+    assert!(same, "an unchanged peering keeps its link");
+    assert_eq!(
+        moved.and_then(|l| l.vxlan_remote).as_deref(),
+        Some("10.98.255.2")
+    );
+    assert!(gone, "the link goes with the peering");
     d.vpcs[0].deleted = true;
     apply(&net, &mut d, &[]).await;
     nothing_left(&state, &[vpc_id, s, p]).await;

@@ -642,7 +642,8 @@ pub struct DesiredElasticIp {
     pub port_id: Uuid,
 }
 
-/// Routes between two VPC routers on this host (both routers are here).
+/// Routes between two VPC routers: both on this host (a veth pair joins them), or one here
+/// and one on the host `remote` names (a point-to-point VXLAN link joins them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DesiredPeering {
     pub id: Uuid,
@@ -651,8 +652,20 @@ pub struct DesiredPeering {
     /// The subnets each side routes to the other.
     pub cidrs_a: Vec<String>,
     pub cidrs_b: Vec<String>,
-    /// A /30 (link-local range 169.254.0.0/16) for the link between the routers.
+    /// A /30 (link-local range 169.254.0.0/16) for the link between the routers: `a` takes
+    /// the first address, `b` the second.
     pub link_cidr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<PeeringRemote>,
+}
+
+/// The far end of a peering whose other router runs on another host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PeeringRemote {
+    /// The other router host's tunnel address.
+    pub vtep: String,
+    /// The VXLAN network identifier of the link (distinct from every subnet's).
+    pub vni: u32,
 }
 
 /// A NIC of an instance, plugged into its subnet's bridge on this host.

@@ -650,6 +650,99 @@ async fn a_vpc_spans_hosts_and_its_router_knows_far_instances() {
     assert_eq!(on2["subnets"][0]["vni"], on1["subnets"][0]["vni"]);
 }
 
+/// Whether the host's desired state has it run the VPC's router.
+async fn router_on(h: &Agent, v: &Value) -> bool {
+    h.vpc(&id(v)).await["router"] == true
+}
+
+/// Two departments' VPCs get their routers on two hosts; peered, each router host is given
+/// the link to the other's tunnel address (a VXLAN id of its own) and the other side's
+/// subnets, and learns of a subnet added on the far side. A host without a tunnel address
+/// cannot be linked: the peering is refused and says why.
+#[tokio::test]
+async fn peering_across_router_hosts_links_the_hosts() {
+    let ts = TestServer::start().await;
+    let admin = ts.admin().await;
+    let a = tree(&admin, "A").await;
+    let b = tree(&admin, "B").await;
+    let c = tree(&admin, "C").await;
+    let cn1 = Agent::join_at(&ts, &admin, "cn1", "192.0.2.10").await;
+    let cn2 = Agent::join_at(&ts, &admin, "cn2", "192.0.2.11").await;
+    let va = vpc(&admin, &a.project, "10.1.0.0/16").await;
+    let vb = vpc(&admin, &b.project, "10.2.0.0/16").await;
+    // Where each router runs: the host whose desired state has it as the router.
+    let (on_a, on_b) = if router_on(&cn1, &va).await {
+        (&cn1, &cn2)
+    } else {
+        (&cn2, &cn1)
+    };
+    assert!(
+        router_on(on_b, &vb).await,
+        "B's router is on the other host"
+    );
+    subnet(&admin, &id(&va), "10.1.1.0/24").await;
+    subnet(&admin, &id(&vb), "10.2.1.0/24").await;
+    let p: Value = admin
+        .post(
+            "/v1/vpc-peerings",
+            &json!({"name": "ab", "requester_vpc_id": id(&va), "accepter_vpc_id": id(&vb)}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p["status"], "active", "{p}");
+    let peering = |d: Value| d["network"]["peerings"][0].clone();
+    let pa = peering(on_a.desired().await);
+    let pb = peering(on_b.desired().await);
+    assert_eq!(pa["id"], p["id"]);
+    assert_eq!(pa["remote"]["vtep"], on_b.facts["tunnel_ip"]);
+    assert_eq!(pb["remote"]["vtep"], on_a.facts["tunnel_ip"]);
+    assert_eq!(pa["remote"]["vni"], pb["remote"]["vni"]);
+    assert!(pa["remote"]["vni"].as_u64().unwrap() >= 1 << 23, "{pa}");
+    assert_eq!(
+        (&pa["link_cidr"], &pa["vpc_a"]),
+        (&pb["link_cidr"], &pb["vpc_a"])
+    );
+    assert_eq!(pa["cidrs_b"], json!(["10.2.1.0/24"]));
+    assert_eq!(pb["cidrs_a"], json!(["10.1.1.0/24"]));
+    // A subnet added on B's side reaches A's router host: its state moves on at once.
+    let before = on_a.desired().await["generation"].as_i64().unwrap();
+    subnet(&admin, &id(&vb), "10.2.2.0/24").await;
+    let after: Value = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        on_a.c
+            .get::<Value>("/v1/agent/desired", &[("after", before.to_string())]),
+    )
+    .await
+    .expect("A's router host is woken")
+    .unwrap();
+    let mut cidrs: Vec<String> = serde_json::from_value(peering(after)["cidrs_b"].clone()).unwrap();
+    cidrs.sort();
+    assert_eq!(cidrs, ["10.2.1.0/24", "10.2.2.0/24"]);
+
+    // A third host with no tunnel address runs C's router: nothing to link over.
+    let cn3 = Agent::join_at(&ts, &admin, "cn3", "").await;
+    for h in [&cn1, &cn2] {
+        let _: Value = admin
+            .patch(
+                &format!("/v1/hosts/{}", h.host_id),
+                &json!({"enabled": false}),
+            )
+            .await
+            .unwrap();
+    }
+    let vc = vpc(&admin, &c.project, "10.3.0.0/16").await;
+    assert!(router_on(&cn3, &vc).await);
+    let e = admin
+        .post::<Value>(
+            "/v1/vpc-peerings",
+            &json!({"name": "ac", "requester_vpc_id": id(&va), "accepter_vpc_id": id(&vc)}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status::<Value>(Err(e.clone())), 409);
+    assert!(e.to_string().contains("tunnel"), "{e}");
+}
+
 #[tokio::test]
 async fn peering_between_departments_needs_the_other_side_and_isolation_holds() {
     let ts = TestServer::start().await;

@@ -350,6 +350,21 @@ fn plan_vpc(
 
 // ------------------------------------------------------------------ applying
 
+/// A router's devices after one of them (`changed`) was made again: its old addresses are
+/// gone with it.
+async fn refresh_router(
+    state: &mut BTreeMap<Uuid, RouterState>,
+    vpc: Uuid,
+    ns: &str,
+    changed: &str,
+) -> anyhow::Result<()> {
+    if let Some(s) = state.get_mut(&vpc) {
+        s.0 = sys::links(Some(ns)).await?;
+        s.1.remove(changed);
+    }
+    Ok(())
+}
+
 /// One router's end of a peering: its address, the peer's address, the routes via it.
 type PeerSide = (Cidr, Ipv4Addr, Vec<String>);
 /// A router's devices and their addresses.
@@ -559,7 +574,7 @@ impl Network {
         }
         if !inner.swept && host_err.is_none() {
             let records = inner.records.clone();
-            match self.sweep(net, instances, &plans, &records).await {
+            match self.sweep(net, instances, &records).await {
                 Ok(gone) => {
                     for id in gone {
                         inner.records.remove(&id);
@@ -752,24 +767,7 @@ impl Network {
                     links.remove(name);
                 }
                 if !links.contains_key(name) {
-                    sys::ip(
-                        None,
-                        &[
-                            "link",
-                            "add",
-                            name,
-                            "type",
-                            "vxlan",
-                            "id",
-                            &vni.to_string(),
-                            "local",
-                            &local.to_string(),
-                            "dstport",
-                            &VXLAN_PORT.to_string(),
-                            "nolearning",
-                        ],
-                    )
-                    .await?;
+                    sys::vxlan_add(name, *vni, *local, None, VXLAN_PORT).await?;
                     links.insert(name.clone(), link(None, name).await?.unwrap_or_default());
                 }
                 set_up(None, name, &links[name], s.mtu, Some(br), Some(alias)).await?;
@@ -1068,9 +1066,14 @@ impl Network {
         // What each router should have: link name → (address, routes via the peer).
         let mut want: BTreeMap<Uuid, BTreeMap<String, PeerSide>> = BTreeMap::new();
         for p in &net.peerings {
-            let (Some(_), Some(_)) = (routers.get(&p.vpc_a), routers.get(&p.vpc_b)) else {
+            let (here_a, here_b) = (
+                routers.contains_key(&p.vpc_a),
+                routers.contains_key(&p.vpc_b),
+            );
+            // Both routers here, or one here and the other's host named.
+            if !(here_a && here_b || (here_a || here_b) && p.remote.is_some()) {
                 continue;
-            };
+            }
             let planned = (|| -> anyhow::Result<_> {
                 let link = Cidr::parse(&p.link_cidr).context("link_cidr")?;
                 anyhow::ensure!(link.len == 30, "link_cidr {} is not a /30", p.link_cidr);
@@ -1089,12 +1092,16 @@ impl Network {
             match planned {
                 Ok((a, b, to_b, to_a)) => {
                     let name = names::peering(p.id);
-                    want.entry(p.vpc_a)
-                        .or_default()
-                        .insert(name.clone(), (a, b.addr, to_b));
-                    want.entry(p.vpc_b)
-                        .or_default()
-                        .insert(name, (b, a.addr, to_a));
+                    if here_a {
+                        want.entry(p.vpc_a)
+                            .or_default()
+                            .insert(name.clone(), (a, b.addr, to_b));
+                    }
+                    if here_b {
+                        want.entry(p.vpc_b)
+                            .or_default()
+                            .insert(name, (b, a.addr, to_a));
+                    }
                 }
                 Err(e) => {
                     let msg = format!("peering {}: {e:#}", p.id);
@@ -1118,37 +1125,36 @@ impl Network {
             }
         }
         for p in &net.peerings {
-            let (Some(na), Some(nb)) = (routers.get(&p.vpc_a), routers.get(&p.vpc_b)) else {
-                continue;
-            };
             let name = names::peering(p.id);
-            if !want.get(&p.vpc_a).is_some_and(|w| w.contains_key(&name)) {
-                continue;
-            }
-            let has = |v: &Uuid| state.get(v).is_some_and(|s| s.0.contains_key(&name));
-            if has(&p.vpc_a) && has(&p.vpc_b) {
-                continue;
-            }
-            let made = async {
-                sys::link_del(Some(na), &name).await?;
-                sys::link_del(Some(nb), &name).await?;
-                sys::ip(
-                    None,
-                    &[
-                        "link", "add", "name", &name, "netns", na, "type", "veth", "peer", "name",
-                        &name, "netns", nb,
-                    ],
-                )
-                .await?;
-                for (v, ns) in [(p.vpc_a, na), (p.vpc_b, nb)] {
-                    if let Some(s) = state.get_mut(&v) {
-                        s.0 = sys::links(Some(ns)).await?;
-                        s.1.remove(&name);
+            let wanted = |v: &Uuid| want.get(v).is_some_and(|w| w.contains_key(&name));
+            let made = match (routers.get(&p.vpc_a), routers.get(&p.vpc_b)) {
+                (Some(na), Some(nb)) if wanted(&p.vpc_a) => {
+                    let has = |v: &Uuid| {
+                        state
+                            .get(v)
+                            .and_then(|s| s.0.get(&name))
+                            .is_some_and(|l| l.kind == "veth")
+                    };
+                    if has(&p.vpc_a) && has(&p.vpc_b) {
+                        continue;
                     }
+                    self.veth_peering(&name, (p.vpc_a, na), (p.vpc_b, nb), &mut state)
+                        .await
                 }
-                anyhow::Ok(())
-            }
-            .await;
+                (Some(ns), None) | (None, Some(ns)) => {
+                    let vpc = if routers.contains_key(&p.vpc_a) {
+                        p.vpc_a
+                    } else {
+                        p.vpc_b
+                    };
+                    let Some(remote) = p.remote.as_ref().filter(|_| wanted(&vpc)) else {
+                        continue;
+                    };
+                    self.vxlan_peering(&name, remote, net, (vpc, ns), &mut state)
+                        .await
+                }
+                _ => continue,
+            };
             if let Err(e) = made {
                 let msg = format!("peering {}: {e:#}", p.id);
                 errors.push((p.vpc_a, msg.clone()));
@@ -1172,7 +1178,12 @@ impl Network {
                 let routes = sys::routes(Some(ns)).await?;
                 for (l, (addr, peer, nets)) in &mine {
                     let Some(link) = links.get(l) else { continue };
-                    set_up(Some(ns), l, link, DEFAULT_MTU, None, None).await?;
+                    let mtu = if link.kind == "vxlan" {
+                        VXLAN_MTU
+                    } else {
+                        DEFAULT_MTU
+                    };
+                    set_up(Some(ns), l, link, mtu, None, None).await?;
                     let a = addr.to_string();
                     let have = addrs.get(l).cloned().unwrap_or_default();
                     if !have.contains(&a) {
@@ -1203,6 +1214,66 @@ impl Network {
             }
         }
         errors
+    }
+
+    /// A veth pair between two routers of this host (made again if either end is missing).
+    async fn veth_peering(
+        &self,
+        name: &str,
+        (a, na): (Uuid, &String),
+        (b, nb): (Uuid, &String),
+        state: &mut BTreeMap<Uuid, RouterState>,
+    ) -> anyhow::Result<()> {
+        sys::link_del(Some(na), name).await?;
+        sys::link_del(Some(nb), name).await?;
+        sys::ip(
+            None,
+            &[
+                "link", "add", "name", name, "netns", na, "type", "veth", "peer", "name", name,
+                "netns", nb,
+            ],
+        )
+        .await?;
+        for (v, ns) in [(a, na), (b, nb)] {
+            refresh_router(state, v, ns, name).await?;
+        }
+        Ok(())
+    }
+
+    /// A point-to-point VXLAN link from a router of this host to the router of the same
+    /// peering on another host. The device is made on the host, where its UDP socket stays
+    /// (the underlay), and moved into the router.
+    async fn vxlan_peering(
+        &self,
+        name: &str,
+        remote: &stratus_api::PeeringRemote,
+        net: &DesiredNetwork,
+        (vpc, ns): (Uuid, &String),
+        state: &mut BTreeMap<Uuid, RouterState>,
+    ) -> anyhow::Result<()> {
+        let local: Ipv4Addr = net
+            .tunnel_ip
+            .as_deref()
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the other router is on another host but this host has no tunnel_ip"
+                )
+            })?
+            .parse()
+            .context("tunnel_ip")?;
+        let vtep: Ipv4Addr = remote.vtep.parse().context("remote vtep")?;
+        let want = (remote.vni, local.to_string(), VXLAN_PORT);
+        let current = state.get(&vpc).and_then(|s| s.0.get(name));
+        if current.is_some_and(|l| {
+            l.vxlan.as_ref() == Some(&want) && l.vxlan_remote.as_deref() == Some(&remote.vtep)
+        }) {
+            return Ok(());
+        }
+        sys::link_del(Some(ns), name).await?;
+        sys::link_del(None, name).await?;
+        sys::vxlan_add(name, remote.vni, local, Some(vtep), VXLAN_PORT).await?;
+        sys::ip(None, &["link", "set", "dev", name, "netns", ns]).await?;
+        refresh_router(state, vpc, ns, name).await
     }
 
     /// The host-wide security-group tables; returns their hashes.
@@ -1281,7 +1352,6 @@ impl Network {
         &self,
         net: &DesiredNetwork,
         instances: &[DesiredInstance],
-        plans: &HashMap<Uuid, VpcPlan>,
         records: &HashMap<Uuid, VpcRecord>,
     ) -> anyhow::Result<Vec<Uuid>> {
         let desired: HashSet<Uuid> = net
@@ -1316,7 +1386,6 @@ impl Network {
                 .iter()
                 .flat_map(|i| i.nics.iter().map(|n| names::tap(n.port_id))),
         );
-        let _ = plans;
         let alias = names::alias(&self.tag);
         for (name, l) in sys::links(None).await? {
             if !names::is_ours(&name) || l.alias.as_deref() != Some(&alias) || keep.contains(&name)

@@ -139,9 +139,13 @@ pub fn router_ruleset(
          iifname \"{e}\" ct state established,related accept\n    \
          iifname \"{e}\" meta l4proto icmp accept\n    iifname \"{e}\" drop\n  }}"
     );
+    // A peering link across hosts is VXLAN (MTU 1450) while local subnets may carry 1500:
+    // connections through it agree on a segment size that fits instead of relying on
+    // fragmentation-needed messages making it back.
     let _ = writeln!(
         out,
-        "  chain forward {{\n    type filter hook forward priority filter; policy drop;"
+        "  chain forward {{\n    type filter hook forward priority filter; policy drop;\n    \
+         oifname \"{pr}*\" tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu"
     );
     let with_acl: Vec<&RouterLeg> = legs.iter().filter(|l| !l.acl.is_empty()).collect();
     if !with_acl.is_empty() {

@@ -88,6 +88,8 @@ pub struct Link {
     pub mac: String,
     /// vxlan: its VNI, local address and port.
     pub vxlan: Option<(u32, String, u16)>,
+    /// vxlan: its one remote end, if it has one (else the FDB's flood list says).
+    pub vxlan_remote: Option<String>,
 }
 
 /// The devices of the host (`None`) or of a namespace, by name.
@@ -113,6 +115,7 @@ pub async fn links(ns: Option<&str>) -> anyhow::Result<HashMap<String, Link>> {
                 d["port"].as_u64().unwrap_or(0) as u16,
             )
         });
+        let vxlan_remote = info["info_data"]["remote"].as_str().map(str::to_string);
         out.insert(
             name.to_string(),
             Link {
@@ -125,6 +128,7 @@ pub async fn links(ns: Option<&str>) -> anyhow::Result<HashMap<String, Link>> {
                 alias: l["ifalias"].as_str().map(str::to_string),
                 mac: l["address"].as_str().unwrap_or_default().to_string(),
                 vxlan,
+                vxlan_remote,
             },
         );
     }
@@ -215,6 +219,27 @@ pub async fn link_del(ns: Option<&str>, name: &str) -> anyhow::Result<()> {
         Err(e) if format!("{e:#}").contains("Cannot find device") => Ok(()),
         other => other,
     }
+}
+
+/// A VXLAN device on the host without address learning: its remote ends are the FDB's
+/// flood list, or the one `remote` (a point-to-point link).
+pub async fn vxlan_add(
+    name: &str,
+    vni: u32,
+    local: std::net::Ipv4Addr,
+    remote: Option<std::net::Ipv4Addr>,
+    port: u16,
+) -> anyhow::Result<()> {
+    let (vni, local, port) = (vni.to_string(), local.to_string(), port.to_string());
+    let remote = remote.map(|r| r.to_string());
+    let mut args = vec![
+        "link", "add", name, "type", "vxlan", "id", &vni, "local", &local,
+    ];
+    if let Some(r) = &remote {
+        args.extend(["remote", r.as_str()]);
+    }
+    args.extend(["dstport", &port, "nolearning"]);
+    ip(None, &args).await
 }
 
 /// Load an nft ruleset (a whole file: one transaction) in the host or a namespace.

@@ -41,6 +41,41 @@ pub async fn remove_all(state_dir: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// A namespace `ns` standing for a guest or a host: `eth0` = `addr` (with `mac` if given,
+/// default route via `gw`) on a veth whose other end is `host_end` (on `bridge` if given;
+/// named as the agent names a port's tap, it is that port's NIC).
+pub async fn plug(
+    ns: &str,
+    host_end: &str,
+    bridge: Option<&str>,
+    mac: Option<&str>,
+    addr: &str,
+    gw: Option<&str>,
+) -> anyhow::Result<()> {
+    sys::ip(None, &["netns", "add", ns]).await?;
+    sys::ip(
+        None,
+        &[
+            "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", ns,
+        ],
+    )
+    .await?;
+    if let Some(b) = bridge {
+        sys::ip(None, &["link", "set", "dev", host_end, "master", b]).await?;
+    }
+    sys::ip(None, &["link", "set", "dev", host_end, "up"]).await?;
+    if let Some(m) = mac {
+        sys::ip(Some(ns), &["link", "set", "dev", "eth0", "address", m]).await?;
+    }
+    sys::ip(Some(ns), &["addr", "add", addr, "dev", "eth0"]).await?;
+    sys::ip(Some(ns), &["link", "set", "dev", "eth0", "up"]).await?;
+    sys::ip(Some(ns), &["link", "set", "dev", "lo", "up"]).await?;
+    if let Some(g) = gw {
+        sys::ip(Some(ns), &["route", "add", "default", "via", g]).await?;
+    }
+    Ok(())
+}
+
 /// A namespace on a bridge of the host with one address; removed on drop (with the bridge
 /// if it made it).
 pub struct Outside {

@@ -1224,13 +1224,23 @@ pub async fn peering_create(app: &App, p: &Principal, b: VpcPeeringCreate) -> Re
             ),
         ));
     }
-    if a.router_host_id.is_some()
-        && other.router_host_id.is_some()
-        && a.router_host_id != other.router_host_id
-    {
-        return Err(Error::conflict(
-            "the two VPCs' routers are on different hosts; peering across hosts is not supported yet",
-        ));
+    // Routers on two hosts are joined by a VXLAN link between the hosts' tunnel addresses.
+    if let (Some(ha), Some(hb)) = (a.router_host_id, other.router_host_id) {
+        if ha != hb {
+            for h in [ha, hb] {
+                let tunnel = app
+                    .store
+                    .host_get(h, &app.config.compute)
+                    .await?
+                    .map(|h| h.facts.tunnel_ip);
+                if tunnel.as_deref().is_none_or(str::is_empty) {
+                    return Err(Error::conflict(format!(
+                        "the two VPCs' routers are on different hosts and host {h} has no \
+                         tunnel address to link them over (stratus agent --tunnel-ip)"
+                    )));
+                }
+            }
+        }
     }
     // Someone who may change both sides needs nobody's acceptance.
     let chain = app.store.vdc_chain(other.api.vdc_id).await?;

@@ -14,8 +14,9 @@ use sqlx::Row;
 use stratus_api::{
     AclRule, AddressRange, DesiredElasticIp, DesiredExternal, DesiredNetwork, DesiredNic,
     DesiredPeering, DesiredPort, DesiredSecurityGroup, DesiredSubnet, DesiredVpc, Direction,
-    ElasticIp, ExternalNetwork, NetworkAcl, NetworkStatus, PeeringStatus, Port, PortMetadata,
-    Protocol, QuotaResource, SecurityGroup, SecurityGroupRule, Subnet, Vpc, VpcPeering,
+    ElasticIp, ExternalNetwork, NetworkAcl, NetworkStatus, PeeringRemote, PeeringStatus, Port,
+    PortMetadata, Protocol, QuotaResource, SecurityGroup, SecurityGroupRule, Subnet, Vpc,
+    VpcPeering,
 };
 use uuid::Uuid;
 
@@ -314,6 +315,10 @@ fn peering_from_row(r: &AnyRow) -> Result<(VpcPeering, i64)> {
         col_i64(r, "link_index")?,
     ))
 }
+
+/// VNIs of peering links across hosts: the upper half of the 24-bit space, far from the
+/// subnets' (numbered up from 4096).
+const PEERING_VNI_BASE: u32 = 1 << 23;
 
 /// The /30 of 169.254.0.0/16 a peering's routers talk over.
 fn link_cidr(index: i64) -> String {
@@ -642,8 +647,9 @@ impl Store {
     }
 
     /// The host that should run a new VPC's router: an enabled, live host of the zone —
-    /// one already running routers of the same project first (peered VPCs need their
-    /// routers on one host), else the one running the fewest routers.
+    /// one already running routers of the same project first (a department's VPCs then
+    /// peer over a veth pair rather than a tunnel between hosts), else the one running the
+    /// fewest routers.
     pub async fn router_host_pick(
         &self,
         az: &str,
@@ -1985,7 +1991,8 @@ impl Store {
                 member_ips: members.into_iter().map(|(ip,)| ip).collect(),
             });
         }
-        // Peerings whose two routers are both here.
+        // Peerings with a router here: both (a veth pair on this host), or one, the other
+        // router's host reached over a VXLAN link.
         let routers: HashSet<Uuid> = vpcs
             .iter()
             .filter(|v| v.router_host_id == Some(host))
@@ -1998,24 +2005,38 @@ impl Store {
         .await?;
         for r in &peers {
             let (p, index) = peering_from_row(r)?;
-            if !(routers.contains(&p.requester_vpc_id) && routers.contains(&p.accepter_vpc_id)) {
+            let (a, b) = (p.requester_vpc_id, p.accepter_vpc_id);
+            let (here_a, here_b) = (routers.contains(&a), routers.contains(&b));
+            if !here_a && !here_b {
                 continue;
             }
-            let cidrs = |vpc: Uuid| -> Vec<String> {
-                out.vpcs
-                    .iter()
-                    .find(|v| v.id == vpc)
-                    .map(|v| v.subnets.iter().map(|s| s.cidr.clone()).collect())
-                    .unwrap_or_default()
+            let remote = if here_a && here_b {
+                None
+            } else {
+                let far = if here_a { b } else { a };
+                let far_host = self.vpc_get(far).await?.and_then(|v| v.router_host_id);
+                // Without the far host's tunnel address there is no link to make (the API
+                // refuses such peerings; a host may lose its address later).
+                let Some(vtep) = far_host.and_then(|h| tunnels.get(&h.to_string())) else {
+                    continue;
+                };
+                Some(PeeringRemote {
+                    vtep: vtep.clone(),
+                    vni: PEERING_VNI_BASE + (index as u32 % 16384),
+                })
             };
-            let (a, b) = (cidrs(p.requester_vpc_id), cidrs(p.accepter_vpc_id));
+            let (cidrs_a, cidrs_b) = (
+                self.subnet_cidrs(a, &out.vpcs).await?,
+                self.subnet_cidrs(b, &out.vpcs).await?,
+            );
             out.peerings.push(DesiredPeering {
                 id: p.id,
-                vpc_a: p.requester_vpc_id,
-                vpc_b: p.accepter_vpc_id,
-                cidrs_a: a,
-                cidrs_b: b,
+                vpc_a: a,
+                vpc_b: b,
+                cidrs_a,
+                cidrs_b,
                 link_cidr: link_cidr(index),
+                remote,
             });
         }
         // The zone's external network (where this host's routers' uplinks go).
@@ -2033,6 +2054,20 @@ impl Store {
             gateway_ip: e.gateway_ip,
         });
         Ok(out)
+    }
+
+    /// The subnet ranges of a VPC: from the desired state being built when it is there,
+    /// else from the store (the far side of a peering across hosts).
+    async fn subnet_cidrs(&self, vpc: Uuid, built: &[DesiredVpc]) -> Result<Vec<String>> {
+        if let Some(v) = built.iter().find(|v| v.id == vpc) {
+            return Ok(v.subnets.iter().map(|s| s.cidr.clone()).collect());
+        }
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT cidr FROM subnets WHERE vpc_id = $1 ORDER BY id")
+                .bind(vpc.to_string())
+                .fetch_all(&self.db.read)
+                .await?;
+        Ok(rows.into_iter().map(|(c,)| c).collect())
     }
 
     /// Recount of network usage per project (VPCs, elastic IPs, security groups), for the
@@ -2069,7 +2104,8 @@ async fn vpc_get_tx(tx: &mut Tx, id: Uuid) -> Result<Option<VpcRow>> {
     row.map(|r| vpc_from_row(&r)).transpose()
 }
 
-/// A VPC changed: its generation moves on, and every host that has it re-reads its state.
+/// A VPC changed: its generation moves on, and every host that has it, or routes to it
+/// through a peering, re-reads its state.
 pub(crate) async fn bump_vpc_tx(tx: &mut Tx, vpc: Uuid) -> Result<()> {
     sqlx::query("UPDATE vpcs SET generation = generation + 1 WHERE id = $1")
         .bind(vpc.to_string())
@@ -2079,7 +2115,10 @@ pub(crate) async fn bump_vpc_tx(tx: &mut Tx, vpc: Uuid) -> Result<()> {
         "UPDATE hosts SET generation = generation + 1 WHERE id IN \
          (SELECT router_host_id FROM vpcs WHERE id = $1 AND router_host_id IS NOT NULL) \
          OR id IN (SELECT i.host_id FROM ports p JOIN instances i ON i.id = p.instance_id \
-         WHERE p.vpc_id = $1 AND i.host_id IS NOT NULL)",
+         WHERE p.vpc_id = $1 AND i.host_id IS NOT NULL) \
+         OR id IN (SELECT v.router_host_id FROM vpc_peerings x JOIN vpcs v \
+         ON v.id = x.requester_vpc_id OR v.id = x.accepter_vpc_id \
+         WHERE (x.requester_vpc_id = $1 OR x.accepter_vpc_id = $1) AND v.router_host_id IS NOT NULL)",
     )
     .bind(vpc.to_string())
     .execute(&mut **tx)
