@@ -307,6 +307,57 @@ async fn nothing_left(state_dir: &Path, ids: &[Uuid]) {
     }
 }
 
+/// Run a command line (words split on spaces); its stdout.
+async fn run_line(c: &str) -> anyhow::Result<String> {
+    let a: Vec<&str> = c.split_whitespace().collect();
+    sys::run(a[0], &a[1..]).await
+}
+
+/// Another "host" for traffic between hosts: a namespace joined to this one by a veth pair
+/// (the underlay: `here` this host's end, `there` the other's); removed on drop.
+struct OtherHost {
+    ns: String,
+    wire: String,
+    here: String,
+    there: String,
+}
+
+impl OtherHost {
+    /// `tag` keeps names unique; the underlay is a /30 of `10.<net>.0.0/16`.
+    async fn new(tag: &str, net: u8) -> anyhow::Result<OtherHost> {
+        let x = u8::from_str_radix(&tag[..2], 16)?;
+        let h = OtherHost {
+            ns: format!("stest-h{tag}"),
+            wire: format!("vt{tag}"),
+            here: format!("10.{net}.{x}.1"),
+            there: format!("10.{net}.{x}.2"),
+        };
+        sys::ip(None, &["netns", "add", &h.ns]).await?;
+        let (ns, wire) = (&h.ns, &h.wire);
+        for c in [
+            format!("ip link add {wire} type veth peer name eth0 netns {ns}"),
+            format!("ip addr add {}/30 dev {wire}", h.here),
+            format!("ip link set {wire} up"),
+            format!("ip -n {ns} addr add {}/30 dev eth0", h.there),
+            format!("ip -n {ns} link set eth0 up"),
+        ] {
+            run_line(&c).await?;
+        }
+        Ok(h)
+    }
+}
+
+impl Drop for OtherHost {
+    fn drop(&mut self) {
+        for args in [["netns", "del", &self.ns], ["link", "del", &self.wire]] {
+            let _ = std::process::Command::new("ip")
+                .args(args)
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
 fn ifindex(name: &str) -> String {
     std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex")).unwrap_or_default()
 }
@@ -929,30 +980,13 @@ async fn vxlan_between_hosts() {
     let mut guard = Guard::new(&state);
     let net = Network::new(&state).unwrap();
     let tag = &Uuid::new_v4().simple().to_string()[..8];
-    let (other, wire) = (format!("stest-h{tag}"), format!("vt{tag}"));
-    guard.links.push(wire.clone());
-    let x = u8::from_str_radix(&tag[..2], 16).unwrap();
-    let (here, there) = (format!("10.99.{x}.1"), format!("10.99.{x}.2"));
+    let host2 = OtherHost::new(tag, 99).await.unwrap();
+    let (other, here, there) = (&host2.ns, &host2.here, &host2.there);
     let sh = |args: Vec<String>| async move {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
         sys::run(a[0], &a[1..]).await
     };
     let v = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
-    // The underlay: a link between the two "hosts".
-    sys::ip(None, &["netns", "add", &other]).await.unwrap();
-    let remote = async {
-        for c in [
-            format!("ip link add {wire} type veth peer name eth0 netns {other}"),
-            format!("ip addr add {here}/30 dev {wire}"),
-            format!("ip link set {wire} up"),
-            format!("ip -n {other} addr add {there}/30 dev eth0"),
-            format!("ip -n {other} link set eth0 up"),
-        ] {
-            sh(v(&c)).await?;
-        }
-        anyhow::Ok(())
-    }
-    .await;
     let (vpc_id, s, p) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     guard.ids.extend([vpc_id, s, p]);
     let mut far = port(p, "10.37.1.20", None, &[]);
@@ -966,7 +1000,6 @@ async fn vxlan_between_hosts() {
         ..DesiredNetwork::default()
     };
     let result = async {
-        remote?;
         apply(&net, &mut d, &[]).await;
         // The other host's side of the subnet, as its agent makes it.
         for c in [
@@ -987,7 +1020,6 @@ async fn vxlan_between_hosts() {
         anyhow::Ok((lease, ping))
     }
     .await;
-    let _ = sys::ip(None, &["netns", "del", &other]).await;
     let (lease, ping) = result.unwrap();
     assert!(
         lease.contains("10.37.1.20"),
@@ -1013,19 +1045,10 @@ async fn peering_between_hosts() {
     let mut guard = Guard::new(&state);
     let net = Network::new(&state).unwrap();
     let tag = &Uuid::new_v4().simple().to_string()[..8];
-    let (other, wire, inst) = (
-        format!("stest-h{tag}"),
-        format!("vt{tag}"),
-        format!("stest-i{tag}"),
-    );
-    guard.links.push(wire.clone());
-    let x = u8::from_str_radix(&tag[..2], 16).unwrap();
-    let (here, there) = (format!("10.98.{x}.1"), format!("10.98.{x}.2"));
-    let sh = |c: String| async move {
-        let a: Vec<&str> = c.split_whitespace().collect();
-        sys::run(a[0], &a[1..]).await
-    };
-    sys::ip(None, &["netns", "add", &other]).await.unwrap();
+    let inst = format!("stest-i{tag}");
+    let host2 = OtherHost::new(tag, 98).await.unwrap();
+    let (other, here, there) = (&host2.ns, host2.here.clone(), host2.there.clone());
+    let sh = |c: String| async move { run_line(&c).await };
     let (vpc_id, s, p, g, far_vpc) = (
         Uuid::new_v4(),
         Uuid::new_v4(),
@@ -1067,13 +1090,8 @@ async fn peering_between_hosts() {
     let router = names::netns(vpc_id);
     let link = names::peering(peering);
     let result = async {
-        // The underlay between the two "hosts", then the far router's end of the link.
+        // The far router's end of the link.
         for c in [
-            format!("ip link add {wire} type veth peer name eth0 netns {other}"),
-            format!("ip addr add {here}/30 dev {wire}"),
-            format!("ip link set {wire} up"),
-            format!("ip -n {other} addr add {there}/30 dev eth0"),
-            format!("ip -n {other} link set eth0 up"),
             format!("ip -n {other} link add vxp type vxlan id 8400001 local {there} remote {here} dstport 4789 nolearning"),
             format!("ip -n {other} addr add 169.254.41.2/30 dev vxp"),
             format!("ip -n {other} link set vxp mtu 1450 up"),
@@ -1117,7 +1135,6 @@ async fn peering_between_hosts() {
         anyhow::Ok((l, out, back, same, moved, gone))
     }
     .await;
-    let _ = sys::ip(None, &["netns", "del", &other]).await;
     let _ = sys::ip(None, &["netns", "del", &inst]).await;
     let (l, out, back, same, moved, gone) = result.unwrap();
     let l = l.expect("the peering link is in the router");
