@@ -3,6 +3,7 @@
 //! Everything a client sends or receives is declared here once, so the server, the CLI and
 //! the generated OpenAPI document cannot disagree about a field.
 
+pub mod catalog;
 pub mod compute;
 pub mod error;
 pub mod networks;
@@ -10,6 +11,7 @@ pub mod sigv4;
 pub mod types;
 pub mod volumes;
 
+pub use catalog::*;
 pub use compute::*;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use networks::*;

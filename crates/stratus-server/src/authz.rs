@@ -38,6 +38,8 @@ pub enum Perm {
     HostWrite,
     /// Public images.
     ImagePublish,
+    /// The service catalog and approval flows.
+    CatalogWrite,
 }
 
 impl Perm {
@@ -66,6 +68,7 @@ impl Perm {
             Perm::FlavorWrite => "flavor.write",
             Perm::HostWrite => "host.write",
             Perm::ImagePublish => "image.publish",
+            Perm::CatalogWrite => "catalog.write",
         }
     }
 }
@@ -95,7 +98,7 @@ pub const ROLES: &[RoleDef] = &[
         scopes: PLATFORM,
         perms: &[
             OrgRead, OrgWrite, VdcRead, VdcWrite, ProjectRead, ProjectWrite, QuotaRead, QuotaWrite, UserRead, GrantRead,
-            SystemRead, ResourceRead, ResourceWrite, Approve, FlavorWrite, HostWrite, ImagePublish,
+            SystemRead, ResourceRead, ResourceWrite, Approve, FlavorWrite, HostWrite, ImagePublish, CatalogWrite,
         ],
     },
     RoleDef {

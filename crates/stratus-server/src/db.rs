@@ -80,6 +80,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_networks.sql"),
         postgres: include_str!("../migrations/postgres/0006_networks.sql"),
     },
+    Migration {
+        version: 7,
+        name: "catalog",
+        sqlite: include_str!("../migrations/sqlite/0007_catalog.sql"),
+        postgres: include_str!("../migrations/postgres/0007_catalog.sql"),
+    },
 ];
 
 /// Per-connection SQLite settings; only the writer switches the file to WAL.

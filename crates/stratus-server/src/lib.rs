@@ -292,6 +292,11 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         })
         .await
     });
+    // Orders interrupted by the last stop: approved ones are provisioned, half-made ones
+    // undone.
+    if let Err(e) = app::requests::resume(&app).await {
+        tracing::warn!(error = %e, "cannot resume orders");
+    }
     // Expired sessions are pruned hourly.
     let pruner = app.clone();
     tokio::spawn(async move {

@@ -40,7 +40,34 @@ struct Fixture {
     acl: String,
     eip: String,
     peering: String,
+    /// A catalog service (a VPC), its approval flow, and a request for it by the platform
+    /// administrator, awaiting approval.
+    service: String,
+    flow: String,
+    request: String,
     store: stratus_server::store::Store,
+}
+
+async fn fresh_service(admin: &Client) -> String {
+    let s: Value = admin
+        .post("/v1/services", &json!({"name": uniq("svc"), "kind": "vpc"}))
+        .await
+        .unwrap();
+    id(&s)
+}
+
+/// A request by the platform administrator for the fixture's service, awaiting approval
+/// (the default flow: the project's approvers).
+async fn fresh_request(admin: &Client, fx: &Fixture) -> String {
+    let r: Value = admin
+        .post(
+            "/v1/requests",
+            &json!({"service_id": fx.service, "project_id": fx.project,
+                "parameters": {"name": uniq("v"), "cidr": "10.70.0.0/16"}}),
+        )
+        .await
+        .unwrap();
+    id(&r)
 }
 
 async fn fresh_vpc(admin: &Client, fx: &Fixture, cidr: &str) -> String {
@@ -796,6 +823,74 @@ async fn request_for(
                 .unwrap();
             (M::DELETE, format!("/v1/vpc-peerings/{}", id(&pr)), None)
         }
+        "service_kind_list" => (M::GET, "/v1/service-kinds".into(), None),
+        "service_list" => (M::GET, "/v1/services".into(), None),
+        "service_create" => (
+            M::POST,
+            "/v1/services".into(),
+            Some(json!({"name": uniq("svc"), "kind": "vpc"})),
+        ),
+        "service_view" => (M::GET, format!("/v1/services/{}", fx.service), None),
+        "service_update" => (
+            M::PATCH,
+            format!("/v1/services/{}", fx.service),
+            Some(json!({"description": "x"})),
+        ),
+        "service_delete" => (
+            M::DELETE,
+            format!("/v1/services/{}", fresh_service(admin).await),
+            None,
+        ),
+        "approval_flow_list" => (M::GET, "/v1/approval-flows".into(), None),
+        "approval_flow_create" => (
+            M::POST,
+            "/v1/approval-flows".into(),
+            Some(
+                json!({"name": uniq("f"), "service_id": fresh_service(admin).await,
+                "levels": [{"name": "l", "approvers": [{"role": "approver"}]}]}),
+            ),
+        ),
+        "approval_flow_view" => (M::GET, format!("/v1/approval-flows/{}", fx.flow), None),
+        "approval_flow_update" => (
+            M::PATCH,
+            format!("/v1/approval-flows/{}", fx.flow),
+            Some(json!({"description": "x"})),
+        ),
+        "approval_flow_delete" => {
+            let f: Value = admin
+                .post(
+                    "/v1/approval-flows",
+                    &json!({"name": uniq("f"), "service_id": fresh_service(admin).await,
+                    "levels": [{"name": "l", "approvers": [{"role": "approver"}]}]}),
+                )
+                .await
+                .unwrap();
+            (M::DELETE, format!("/v1/approval-flows/{}", id(&f)), None)
+        }
+        "request_list" => (M::GET, "/v1/requests".into(), None),
+        "request_create" => (
+            M::POST,
+            "/v1/requests".into(),
+            Some(json!({"service_id": fx.service, "project_id": fx.project,
+                "parameters": {"name": uniq("v"), "cidr": "10.71.0.0/16"}})),
+        ),
+        "request_view" => (M::GET, format!("/v1/requests/{}", fx.request), None),
+        "request_approve" => (
+            M::POST,
+            format!("/v1/requests/{}/approve", fresh_request(admin, fx).await),
+            Some(json!({})),
+        ),
+        "request_reject" => (
+            M::POST,
+            format!("/v1/requests/{}/reject", fresh_request(admin, fx).await),
+            Some(json!({})),
+        ),
+        "request_cancel" => (
+            M::POST,
+            format!("/v1/requests/{}/cancel", fresh_request(admin, fx).await),
+            None,
+        ),
+        "approval_queue" => (M::GET, "/v1/approvals".into(), None),
         "health_view" => (M::GET, "/healthz".into(), None),
         "metrics_view" => (M::GET, "/metrics".into(), None),
         _ => return None,
@@ -863,6 +958,9 @@ async fn authorization_matrix_matches_the_golden_file() {
         acl: String::new(),
         eip: String::new(),
         peering: String::new(),
+        service: String::new(),
+        flow: String::new(),
+        request: String::new(),
         store: ts.server.as_ref().unwrap().app.store.clone(),
     };
     {
@@ -945,6 +1043,17 @@ async fn authorization_matrix_matches_the_golden_file() {
         .await
         .unwrap();
     fx.peering = id(&pr);
+    fx.service = fresh_service(&admin).await;
+    let f: Value = admin
+        .post(
+            "/v1/approval-flows",
+            &json!({"name": "matrix", "service_id": fresh_service(&admin).await,
+                "levels": [{"name": "l", "approvers": [{"role": "approver"}]}]}),
+        )
+        .await
+        .unwrap();
+    fx.flow = id(&f);
+    fx.request = fresh_request(&admin, &fx).await;
     // Callers: name → how to log in.
     let mut logins: Vec<(&str, Option<(String, String)>)> = vec![
         ("anonymous", None),

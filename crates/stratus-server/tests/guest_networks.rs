@@ -14,21 +14,6 @@ use stratus_agent::console::SerialShell;
 use stratus_agent::network::testing::Outside;
 use stratus_client::Client;
 
-async fn wait<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 async fn settle(c: &Client, path: &str, want: &str) -> Value {
     wait(&format!("{path} to be {want}"), 120, || async {
         let v: Value = c.get(path, &[]).await.unwrap();
@@ -90,16 +75,6 @@ async fn outside_until(o: &Outside, what: &str, ip: &str, port: u16, ok: impl Fn
         assert!(Instant::now() < deadline, "{what}: last answer {out:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-fn tiny_image() -> std::path::PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/images/tiny.qcow2");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/build-tiny-image",
-        p.display()
-    );
-    p
 }
 
 async fn shell(ts: &TestServer, admin: &Client, vm: &str) -> SerialShell {

@@ -4,38 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
 use stratus_agent::console::SerialShell;
 use stratus_client::Client;
-
-fn tiny_image() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/images/tiny.qcow2");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/build-tiny-image",
-        p.display()
-    );
-    p
-}
-
-async fn wait<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 /// Poll `path` until its status is `want` (failing on `error`).
 async fn settle(c: &Client, path: &str, want: &str) -> Value {

@@ -3,22 +3,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
 use common::*;
 use serde_json::{json, Value};
 use stratus_client::Client;
-
-fn tiny_image() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/images/tiny.qcow2");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/build-tiny-image",
-        p.display()
-    );
-    p
-}
 
 async fn start() -> TestServer {
     TestServer::start_with(|c| {
@@ -28,22 +17,6 @@ async fn start() -> TestServer {
         c.compute.host_down_after_secs = 30;
     })
     .await
-}
-
-/// Poll `f` until it gives `Some`, or fail after `secs`.
-async fn wait<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 async fn show(c: &Client, id: &str) -> Value {

@@ -5,6 +5,7 @@ pub mod access_keys;
 pub mod audit;
 pub mod auth;
 pub mod buckets;
+pub mod catalog;
 pub mod flavors;
 pub mod grants;
 pub mod hosts;
@@ -15,6 +16,7 @@ pub mod networks;
 pub mod orgs;
 pub mod projects;
 pub mod quotas;
+pub mod requests;
 pub mod users;
 pub mod vdcs;
 pub mod volumes;
@@ -108,6 +110,12 @@ pub fn require_global(p: &Principal, perm: Perm) -> Result<()> {
             perm.as_str()
         )))
     }
+}
+
+/// The principal of a user acting outside a request (provisioning an approved order as its
+/// requester): their grants now, or none when the account is gone or disabled.
+pub async fn auth_principal(app: &App, user: Uuid) -> Result<Option<Principal>> {
+    Authenticator::principal_load(&app.store, user, "order").await
 }
 
 impl App {

@@ -100,7 +100,7 @@ pub async fn vpc_visible(app: &App, p: &Principal, id: Uuid) -> Result<VpcRow> {
     )
 }
 
-async fn vpc_writable(app: &App, p: &Principal, id: Uuid) -> Result<VpcRow> {
+pub async fn vpc_writable(app: &App, p: &Principal, id: Uuid) -> Result<VpcRow> {
     let v = app.store.vpc_get(id).await?;
     writable(app, p, "VPC", id, v, |v| (v.api.project_id, v.api.vdc_id)).await
 }

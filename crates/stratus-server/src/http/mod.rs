@@ -3,6 +3,7 @@
 //! limiting, metrics, the API call log and the audit log.
 
 pub mod admin;
+pub mod catalog;
 pub mod compute;
 pub mod extract;
 pub mod identity;
@@ -37,7 +38,7 @@ use extract::Authenticated;
 #[openapi(
     info(
         title = "Stratus API",
-        description = "Stratus government cloud platform: identity, tenancy (organizations, VDCs, projects), quotas, audit, compute, block storage and networking. \
+        description = "Stratus government cloud platform: identity, tenancy (organizations, VDCs, projects), quotas, audit, compute, block storage, networking, and the service catalog with approvals. \
                        Authenticate with `Authorization: Bearer <token>` from `auth_login`, or sign requests with an access key \
                        (AWS4-HMAC-SHA256, service `stratus`). Errors: `{\"error\": {\"code\", \"message\", \"request_id\"}}`."
     ),
@@ -64,6 +65,8 @@ use extract::Authenticated;
         (name = "network-acls", description = "Network ACLs: the virtual firewall of subnets"),
         (name = "elastic-ips", description = "Elastic IPs: public addresses bound 1:1 to ports"),
         (name = "buckets", description = "Object storage buckets: usage and quotas (data through the S3 endpoint)"),
+        (name = "catalog", description = "The service catalog and approval flows"),
+        (name = "requests", description = "Requests for services, changes and releases; their approval and orders"),
         (name = "agent", description = "The host agents' protocol (host credentials, not user tokens)"),
         (name = "system", description = "Health, metrics and consistency checks")
     )
@@ -252,6 +255,28 @@ fn api_router() -> OpenApiRouter<AppRef> {
         .routes(routes!(storage::bucket_list))
         .routes(routes!(storage::bucket_view))
         .routes(routes!(storage::bucket_quota_update))
+        .routes(routes!(catalog::service_kind_list))
+        .routes(routes!(catalog::service_list, catalog::service_create))
+        .routes(routes!(
+            catalog::service_view,
+            catalog::service_update,
+            catalog::service_delete
+        ))
+        .routes(routes!(
+            catalog::approval_flow_list,
+            catalog::approval_flow_create
+        ))
+        .routes(routes!(
+            catalog::approval_flow_view,
+            catalog::approval_flow_update,
+            catalog::approval_flow_delete
+        ))
+        .routes(routes!(catalog::request_list, catalog::request_create))
+        .routes(routes!(catalog::request_view))
+        .routes(routes!(catalog::request_approve))
+        .routes(routes!(catalog::request_reject))
+        .routes(routes!(catalog::request_cancel))
+        .routes(routes!(catalog::approval_queue))
         .routes(routes!(compute::agent_join))
         .routes(routes!(compute::agent_desired))
         .routes(routes!(compute::agent_report))

@@ -4,6 +4,7 @@
 
 mod access_keys;
 mod audit;
+mod catalog;
 mod flavors;
 mod grants;
 mod hosts;
@@ -22,6 +23,7 @@ mod volumes;
 
 pub use access_keys::AccessKeyRow;
 pub use audit::AuditRecord;
+pub use catalog::{RequestRow, RequestScope};
 pub use flavors::{NewFlavor, BUILTIN_FLAVORS};
 pub use hosts::Footprint;
 pub use images::{ImageRow, NewImage};

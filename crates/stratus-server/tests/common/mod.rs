@@ -111,6 +111,36 @@ pub fn temp_dir() -> PathBuf {
     dir
 }
 
+/// The tiny guest image `scripts/build-tiny-image` makes (the tests' real guest).
+pub fn tiny_image() -> PathBuf {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/images/tiny.qcow2");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/build-tiny-image",
+        p.display()
+    );
+    p
+}
+
+/// Poll `f` until it gives a value, for at most `secs` seconds (failing the test then).
+pub async fn wait<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
 /// A test that fails midway leaves no guest, dnsmasq, router, device or table of its local
 /// agent behind to slow down or confuse the tests after it (QEMU runs daemonized: it
 /// outlives the test process's tasks).
