@@ -126,6 +126,18 @@ pub enum Command {
     /// Object storage buckets: usage and quotas (data goes through the S3 endpoint).
     #[command(subcommand)]
     Bucket(compute_cli::BucketCmd),
+    /// The service catalog: what departments may request, and its forms.
+    #[command(subcommand)]
+    Catalog(crate::catalog_cli::CatalogCmd),
+    /// Requests for services, changes and releases; follow or withdraw them.
+    #[command(subcommand)]
+    Request(crate::catalog_cli::RequestCmd),
+    /// The approver's desk (`stratus approval queue`) and approval flows.
+    #[command(subcommand)]
+    Approval(crate::catalog_cli::ApprovalCmd),
+    /// Orders: approved requests and what provisioning made.
+    #[command(subcommand)]
+    Order(crate::catalog_cli::OrderCmd),
     /// Recount quota usage from the real resources and report counters that disagree.
     Check,
 }
@@ -1128,6 +1140,10 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
         Command::Host(cmd) => compute_cli::host(&c, &out, cmd).await?,
         Command::Bucket(cmd) => compute_cli::bucket(&c, &out, cmd).await?,
         Command::Volume(cmd) => crate::volume_cli::volume(&c, &out, cmd).await?,
+        Command::Catalog(cmd) => crate::catalog_cli::catalog(&c, &out, cmd).await?,
+        Command::Request(cmd) => crate::catalog_cli::request(&c, &out, cmd).await?,
+        Command::Approval(cmd) => crate::catalog_cli::approval(&c, &out, cmd).await?,
+        Command::Order(cmd) => crate::catalog_cli::order(&c, &out, cmd).await?,
         Command::Vpc(cmd) => crate::net_cli::vpc(&c, &out, cmd).await?,
         Command::Subnet(cmd) => crate::net_cli::subnet(&c, &out, cmd).await?,
         Command::Port(cmd) => crate::net_cli::port(&c, &out, cmd).await?,

@@ -709,3 +709,194 @@ async fn kill_9_during_an_s3_upload_leaves_no_partial_object() {
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The catalog from the command line: an administrator publishes a service and an
+/// approval flow; a department user requests it; the approver decides from the queue; the
+/// order provisions it; bad parameters are refused with the field named.
+#[tokio::test]
+async fn cli_requests_approves_and_provisions_a_service() {
+    let dir = temp_dir();
+    let (mut server, url) = spawn_server(&dir, &fresh_database().await);
+    let (admin_cfg, dept_cfg, boss_cfg) =
+        (dir.join("a.toml"), dir.join("d.toml"), dir.join("b.toml"));
+    let as_ =
+        |cfg: &std::path::Path, args: &[&str], stdin: Option<&str>| cli(&url, cfg, args, stdin);
+    let json_ok = |cfg: &std::path::Path, args: &[&str]| {
+        let mut a = vec!["-o", "json"];
+        a.extend_from_slice(args);
+        let (ok, out, err) = cli(&url, cfg, &a, None);
+        assert!(ok, "{args:?}: {err}");
+        json_of(&out)
+    };
+    let login = |cfg: &std::path::Path, user: &str, pw: &str| {
+        let (ok, out, err) = as_(
+            cfg,
+            &["login", "-u", user, "--password-stdin"],
+            Some(&format!("{pw}\n")),
+        );
+        assert!(ok, "{out}{err}");
+    };
+    let sec_cfg = dir.join("s.toml");
+    login(&admin_cfg, "admin", ADMIN_PW);
+    login(&sec_cfg, "secadmin", SECADMIN_PW);
+    let org = json_ok(&admin_cfg, &["org", "create", "交通局"]);
+    let vdc = json_ok(
+        &admin_cfg,
+        &[
+            "vdc",
+            "create",
+            "信息科",
+            "--org",
+            org["id"].as_str().unwrap(),
+        ],
+    );
+    let vdc = vdc["id"].as_str().unwrap().to_string();
+    let project = json_ok(&admin_cfg, &["project", "create", "portal", "--vdc", &vdc]);
+    let project = project["id"].as_str().unwrap().to_string();
+    let mut users = Vec::new();
+    for (name, role) in [("dept", "member"), ("boss", "approver")] {
+        let (ok, out, err) = as_(
+            &sec_cfg,
+            &[
+                "-o",
+                "json",
+                "user",
+                "create",
+                name,
+                "--vdc",
+                &vdc,
+                "--password-stdin",
+            ],
+            Some(&format!("{USER_PW}\n")),
+        );
+        assert!(ok, "{err}");
+        let uid = json_of(&out)["id"].as_str().unwrap().to_string();
+        json_ok(
+            &sec_cfg,
+            &[
+                "grant", "create", "--user", &uid, "--role", role, "--vdc", &vdc,
+            ],
+        );
+        users.push(uid);
+    }
+    login(&dept_cfg, "dept", USER_PW);
+    login(&boss_cfg, "boss", USER_PW);
+
+    let form = dir.join("form.json");
+    std::fs::write(
+        &form,
+        r#"[{"name": "name"}, {"name": "cidr", "allowed": ["10.10.0.0/16", "10.20.0.0/16"]}]"#,
+    )
+    .unwrap();
+    let svc = json_ok(
+        &admin_cfg,
+        &[
+            "catalog",
+            "create",
+            "--name",
+            "专有网络 VPC",
+            "--kind",
+            "vpc",
+            "--category",
+            "network",
+            "--form",
+            form.to_str().unwrap(),
+        ],
+    );
+    let svc = svc["id"].as_str().unwrap().to_string();
+    let levels = dir.join("levels.json");
+    std::fs::write(
+        &levels,
+        format!(
+            r#"[{{"name": "科长", "approvers": [{{"user_id": "{}"}}]}}]"#,
+            users[1]
+        ),
+    )
+    .unwrap();
+    json_ok(
+        &admin_cfg,
+        &[
+            "approval",
+            "flow",
+            "create",
+            "--name",
+            "科室审批",
+            "--vdc",
+            &vdc,
+            "--levels",
+            levels.to_str().unwrap(),
+        ],
+    );
+
+    let (ok, out, _) = as_(&dept_cfg, &["catalog", "list"], None);
+    assert!(ok && out.contains("专有网络 VPC"), "{out}");
+    let (ok, _, err) = as_(
+        &dept_cfg,
+        &[
+            "request",
+            "submit",
+            "--service",
+            &svc,
+            "--project",
+            &project,
+            "--set",
+            "name=net",
+            "--set",
+            "cidr=10.99.0.0/16",
+        ],
+        None,
+    );
+    assert!(
+        !ok && err.contains("parameters.cidr") && err.contains("HTTP 400"),
+        "{err}"
+    );
+    let r = json_ok(
+        &dept_cfg,
+        &[
+            "request",
+            "submit",
+            "--service",
+            &svc,
+            "--project",
+            &project,
+            "--set",
+            "name=net",
+            "--set",
+            "cidr=10.10.0.0/16",
+            "--description",
+            "portal network",
+        ],
+    );
+    assert_eq!(r["status"], "approving");
+    let rid = r["id"].as_str().unwrap().to_string();
+    let (ok, out, _) = as_(&boss_cfg, &["approval", "queue"], None);
+    assert!(ok && out.contains(&rid) && out.contains("1/1"), "{out}");
+    let (ok, _, err) = as_(&dept_cfg, &["approval", "approve", &rid], None);
+    assert!(!ok && err.contains("own request"), "{err}");
+    let d = json_ok(
+        &boss_cfg,
+        &["approval", "approve", &rid, "--comment", "同意"],
+    );
+    assert_eq!(d["status"], "approved");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = json_ok(&dept_cfg, &["request", "show", &rid]);
+        if r["status"] == "completed" {
+            break;
+        }
+        assert!(
+            ["approved", "provisioning"].contains(&r["status"].as_str().unwrap()),
+            "{r}"
+        );
+        assert!(std::time::Instant::now() < deadline, "not provisioned: {r}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (ok, out, _) = as_(&dept_cfg, &["order", "list"], None);
+    assert!(
+        ok && out.contains("completed") && out.contains("net"),
+        "{out}"
+    );
+    let (ok, out, _) = as_(&dept_cfg, &["vpc", "list", "--project", &project], None);
+    assert!(ok && out.contains("10.10.0.0/16"), "{out}");
+    server.kill().unwrap();
+}
