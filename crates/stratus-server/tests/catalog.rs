@@ -825,3 +825,85 @@ async fn bad_definitions_whitelists_changes_and_releases() {
     })
     .await;
 }
+
+/// A control plane that stopped in the middle of provisioning: on the next start the order
+/// is failed and what it had made is gone; an approved order not yet started is provisioned.
+#[tokio::test]
+async fn a_restart_undoes_a_half_provisioned_order_and_resumes_approved_ones() {
+    let mut ts = TestServer::start().await;
+    let admin = ts.admin().await;
+    let a = tree(&admin, "A").await;
+    let svc = post(
+        &admin,
+        "/v1/services",
+        json!({"name": "VPC", "kind": "vpc"}),
+    )
+    .await;
+    let made = post(
+        &admin,
+        "/v1/vpcs",
+        json!({"project_id": a.project, "name": "half", "cidr": "10.3.0.0/16"}),
+    )
+    .await;
+    // Two orders as a crash leaves them: one provisioning with a VPC made, one approved.
+    let store = ts.server.as_ref().unwrap().app.store.clone();
+    let now = chrono::Utc::now();
+    let admin_uid = store
+        .user_get_by_name("admin")
+        .await
+        .unwrap()
+        .unwrap()
+        .user
+        .id;
+    let order = |status: stratus_api::RequestStatus, name: &str| stratus_api::Request {
+        id: uuid::Uuid::new_v4(),
+        action: stratus_api::RequestAction::Create,
+        service_id: Some(id(&svc).parse().unwrap()),
+        service_name: "VPC".into(),
+        kind: stratus_api::ServiceKind::Vpc,
+        project_id: a.project.parse().unwrap(),
+        vdc_id: a.child.parse().unwrap(),
+        requester_id: admin_uid,
+        requester_name: "admin".into(),
+        description: String::new(),
+        parameters: serde_json::from_value(json!({"name": name, "cidr": "10.4.0.0/16"})).unwrap(),
+        resource_id: None,
+        status,
+        status_reason: String::new(),
+        level: 1,
+        levels: vec![],
+        flow_id: None,
+        resources: vec![],
+        created_at: now,
+        updated_at: now,
+    };
+    let mut half = order(stratus_api::RequestStatus::Provisioning, "half");
+    half.resources.push(stratus_api::OrderResource {
+        kind: "vpc".into(),
+        id: id(&made).parse().unwrap(),
+        name: "half".into(),
+    });
+    let waiting = order(stratus_api::RequestStatus::Approved, "later");
+    store.request_insert(&half).await.unwrap();
+    store.request_insert(&waiting).await.unwrap();
+
+    ts.restart().await;
+    let admin = ts.admin().await;
+    let r = finished(&admin, &half.id.to_string()).await;
+    assert_eq!(r["status"], "failed");
+    assert!(
+        r["status_reason"].as_str().unwrap().contains("restart"),
+        "{r}"
+    );
+    wait("the half-made VPC to go", 30, || async {
+        admin
+            .get::<Value>(&format!("/v1/vpcs/{}", id(&made)), &[])
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    let r = finished(&admin, &waiting.id.to_string()).await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(r["resources"][0]["name"], "later");
+}
