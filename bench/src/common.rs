@@ -60,12 +60,15 @@ pub struct Api {
 
 impl Api {
     pub async fn login(url: &str) -> anyhow::Result<Api> {
+        Api::login_as(url, "admin", ADMIN_PW).await
+    }
+    pub async fn login_as(url: &str, name: &str, password: &str) -> anyhow::Result<Api> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()?;
         let r: Value = http
             .post(format!("{url}/v1/auth/login"))
-            .json(&json!({"name": "admin", "password": ADMIN_PW}))
+            .json(&json!({"name": name, "password": password}))
             .send()
             .await?
             .error_for_status()?
@@ -168,4 +171,64 @@ pub async fn tiny_guest_setup(api: &Api, image: &Path) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
+}
+
+/// `total` requests spread over `clients` tasks; `make(i)` sends request `i`.
+pub async fn load<F, Fut>(name: &str, total: usize, clients: usize, make: F) -> anyhow::Result<Row>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let make = std::sync::Arc::new(make);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (make, next) = (make.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, anyhow::Error>(lat);
+                }
+                let t = Instant::now();
+                make(i).await?;
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    Ok(Row {
+        name: name.into(),
+        latencies,
+        wall: start.elapsed(),
+    })
+}
+
+/// A table of rows; the last column is each p50 as a multiple of `floor` (nginx's p50).
+pub fn print(title: &str, rows: &[Row], floor: Option<f64>) {
+    println!("\n{title}");
+    println!(
+        "{:<44} {:>6} {:>10} {:>10} {:>10} {:>12}",
+        "operation", "n", "p50 ms", "p99 ms", "per s", "p50 / nginx"
+    );
+    for r in rows {
+        let ratio = match floor {
+            Some(f) if !r.name.starts_with("peer") => format!("{:.1}x", r.pct(0.5) / f),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<44} {:>6} {:>10.3} {:>10.3} {:>10.0} {:>12}",
+            r.name,
+            r.latencies.len(),
+            r.pct(0.5),
+            r.pct(0.99),
+            r.rate(),
+            ratio
+        );
+    }
 }

@@ -15,7 +15,6 @@
 //!                      [--image target/images/tiny.qcow2] [--boots N]
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -26,65 +25,6 @@ mod common;
 use common::*;
 
 const CLIENTS: usize = 8;
-
-/// `total` requests spread over CLIENTS tasks; `make(i)` sends request `i`.
-async fn load<F, Fut>(name: &str, total: usize, make: F) -> anyhow::Result<Row>
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
-{
-    let make = Arc::new(make);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CLIENTS {
-        let (make, next) = (make.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= total {
-                    return Ok::<_, anyhow::Error>(lat);
-                }
-                let t = Instant::now();
-                make(i).await?;
-                lat.push(t.elapsed());
-            }
-        }));
-    }
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await??);
-    }
-    Ok(Row {
-        name: name.into(),
-        latencies,
-        wall: start.elapsed(),
-    })
-}
-
-fn print(title: &str, rows: &[Row], floor: Option<f64>) {
-    println!("\n{title}");
-    println!(
-        "{:<44} {:>6} {:>10} {:>10} {:>10} {:>12}",
-        "operation", "n", "p50 ms", "p99 ms", "per s", "p50 / nginx"
-    );
-    for r in rows {
-        let ratio = match floor {
-            Some(f) if !r.name.starts_with("peer") => format!("{:.1}x", r.pct(0.5) / f),
-            _ => "-".into(),
-        };
-        println!(
-            "{:<44} {:>6} {:>10.3} {:>10.3} {:>10.0} {:>12}",
-            r.name,
-            r.latencies.len(),
-            r.pct(0.5),
-            r.pct(0.99),
-            r.rate(),
-            ratio
-        );
-    }
-}
 
 async fn scale(
     database: &str,
@@ -147,7 +87,7 @@ async fn scale(
     let (a, p, i) = (api.clone(), project.clone(), img["id"].clone());
     let created = Instant::now();
     rows.push(
-        load("instance create (1 per call)", instances, move |n| {
+        load("instance create (1 per call)", instances, CLIENTS, move |n| {
             let (a, p, i) = (a.clone(), p.clone(), i.clone());
             async move {
                 let v = a
@@ -203,7 +143,7 @@ async fn scale(
     ] {
         let (a, path) = (api.clone(), path.clone());
         rows.push(
-            load(name, 800, move |_| {
+            load(name, 800, CLIENTS, move |_| {
                 let (a, path) = (a.clone(), path.clone());
                 async move {
                     a.get(&path).await?;
@@ -216,7 +156,7 @@ async fn scale(
     let mut floor = None;
     if let Some(n) = nginx {
         let http = reqwest::Client::new();
-        let row = load("peer: nginx static file", 4000, move |_| {
+        let row = load("peer: nginx static file", 4000, CLIENTS, move |_| {
             let (http, n) = (http.clone(), n.clone());
             async move {
                 http.get(&n)

@@ -313,11 +313,12 @@ pub async fn request_create(app: &Arc<App>, p: &Principal, b: RequestCreate) -> 
         created_at: now,
         updated_at: now,
     };
-    if let Some(why) = flow
-        .as_ref()
-        .and_then(|f| auto_approved(&f.auto_approve, &r.parameters))
-    {
-        r.levels[0].decisions.push(Decision {
+    if let (Some(why), Some(first)) = (
+        flow.as_ref()
+            .and_then(|f| auto_approved(&f.auto_approve, &r.parameters)),
+        r.levels.first_mut(),
+    ) {
+        first.decisions.push(Decision {
             user_id: None,
             user_name: "auto".into(),
             decision: DecisionKind::Approve,
