@@ -345,6 +345,21 @@ fn action_word(a: RequestAction) -> &'static str {
     }
 }
 
+/// VDC ancestries looked up once per list (its requests mostly share a few VDCs).
+#[derive(Default)]
+struct Chains(std::collections::HashMap<Uuid, Vec<Uuid>>);
+
+impl Chains {
+    async fn of(&mut self, app: &App, vdc: Uuid) -> Result<Vec<Uuid>> {
+        if let Some(c) = self.0.get(&vdc) {
+            return Ok(c.clone());
+        }
+        let c = app.store.vdc_chain(vdc).await?;
+        self.0.insert(vdc, c.clone());
+        Ok(c)
+    }
+}
+
 pub async fn request_list(
     app: &App,
     p: &Principal,
@@ -377,12 +392,13 @@ pub async fn request_list(
     // Role seats count for visibility only where the role's grant covers the request.
     if !vis.all {
         let mut kept = Vec::with_capacity(items.len());
+        let mut chains = Chains::default();
         for r in items {
             if r.requester_id == p.user_id {
                 kept.push(r);
                 continue;
             }
-            let chain = app.store.vdc_chain(r.vdc_id).await?;
+            let chain = chains.of(app, r.vdc_id).await?;
             if p.can(Perm::ResourceRead, &target(r.project_id, &chain))
                 || r.levels.iter().any(|l| {
                     l.approvers
@@ -409,8 +425,9 @@ pub async fn approval_queue(app: &App, p: &Principal) -> Result<Vec<Request>> {
     roles.sort();
     roles.dedup();
     let mut out = Vec::new();
+    let mut chains = Chains::default();
     for r in app.store.request_queue(p.user_id, &roles).await? {
-        let chain = app.store.vdc_chain(r.vdc_id).await?;
+        let chain = chains.of(app, r.vdc_id).await?;
         let Some(level) = r.levels.get(r.level as usize) else {
             continue;
         };
@@ -590,10 +607,10 @@ fn start_provisioning(app: &Arc<App>, id: Uuid) {
 /// After a restart: approved requests are provisioned; one that was being provisioned has
 /// what it made undone and is marked failed (its steps cannot be resumed safely).
 pub async fn resume(app: &Arc<App>) -> Result<()> {
-    for id in app.store.requests_in(RequestStatus::Approved).await? {
-        start_provisioning(app, id);
-    }
-    for id in app.store.requests_in(RequestStatus::Provisioning).await? {
+    // Both lists before anything starts: an order started here is not an interrupted one.
+    let interrupted = app.store.requests_in(RequestStatus::Provisioning).await?;
+    let approved = app.store.requests_in(RequestStatus::Approved).await?;
+    for id in interrupted {
         let Some((mut r, version)) = app.store.request_get(id).await? else {
             continue;
         };
@@ -610,6 +627,9 @@ pub async fn resume(app: &Arc<App>) -> Result<()> {
             r.resources.clear();
         }
         app.store.request_update(&r, version).await?;
+    }
+    for id in approved {
+        start_provisioning(app, id);
     }
     Ok(())
 }
