@@ -25,6 +25,10 @@ pub enum ServiceKind {
     Vpc,
     /// Elastic IP addresses.
     ElasticIp,
+    /// An object storage bucket.
+    Bucket,
+    /// A sub-VDC of the requester's VDC with its quotas.
+    Vdc,
 }
 
 impl ServiceKind {
@@ -34,6 +38,8 @@ impl ServiceKind {
             ServiceKind::Volume => "volume",
             ServiceKind::Vpc => "vpc",
             ServiceKind::ElasticIp => "elastic_ip",
+            ServiceKind::Bucket => "bucket",
+            ServiceKind::Vdc => "vdc",
         }
     }
 }
@@ -366,7 +372,7 @@ pub struct RequestLevel {
 /// What provisioning made (or changed, or released).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OrderResource {
-    /// `instance`, `volume`, `vpc`, `elastic_ip`.
+    /// `instance`, `volume`, `vpc`, `elastic_ip`, `bucket`, `vdc`.
     #[serde(rename = "type")]
     pub kind: String,
     pub id: Uuid,

@@ -54,7 +54,7 @@ pub enum CatalogCmd {
     Create {
         #[arg(long)]
         name: String,
-        /// instance, volume, vpc or elastic_ip.
+        /// instance, volume, vpc, elastic_ip, bucket or vdc.
         #[arg(long)]
         kind: String,
         #[arg(long, default_value = "")]

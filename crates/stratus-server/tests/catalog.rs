@@ -907,3 +907,98 @@ async fn a_restart_undoes_a_half_provisioned_order_and_resumes_approved_ones() {
     assert_eq!(r["status"], "completed", "{r}");
     assert_eq!(r["resources"][0]["name"], "later");
 }
+
+/// A bucket service (global names: a taken one fails the order and says why) and a VDC
+/// service, made by the approving VDC administrator under the project's VDC with the quotas
+/// the form and the approver set.
+#[tokio::test]
+async fn bucket_and_vdc_services() {
+    let ts = TestServer::start().await;
+    let admin = ts.admin().await;
+    let sec = ts.secadmin().await;
+    let a = tree(&admin, "A").await;
+    let (_, member) = user_with_role(
+        &ts,
+        &sec,
+        "member1",
+        Some(&a.child),
+        Some(("member", "project", &a.project)),
+    )
+    .await;
+    let (_, vadm) = user_with_role(
+        &ts,
+        &sec,
+        "vadm",
+        Some(&a.top),
+        Some(("vdc_admin", "vdc", &a.top)),
+    )
+    .await;
+    let bucket = post(
+        &admin,
+        "/v1/services",
+        json!({"name": "OBS bucket", "kind": "bucket"}),
+    )
+    .await;
+    let ask = |name: &str| json!({"service_id": id(&bucket), "project_id": a.project, "parameters": {"name": name}});
+    let r = post(&member, "/v1/requests", ask("dept-data")).await;
+    approve(&vadm, &id(&r)).await;
+    let done = finished(&member, &id(&r)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let b: Vec<Value> = member
+        .get("/v1/buckets", &[("project_id", a.project.clone())])
+        .await
+        .unwrap();
+    assert_eq!(b[0]["name"], "dept-data");
+    let r = post(&member, "/v1/requests", ask("dept-data")).await;
+    approve(&vadm, &id(&r)).await;
+    let done = finished(&member, &id(&r)).await;
+    assert_eq!(done["status"], "failed");
+    assert!(
+        done["status_reason"].as_str().unwrap().contains("exists"),
+        "{done}"
+    );
+
+    let vdc = post(
+        &admin,
+        "/v1/services",
+        json!({"name": "Sub-VDC", "kind": "vdc", "parameters": [
+            {"name": "name"},
+            {"name": "vcpus", "mode": "approver", "default": 8},
+            {"name": "instances", "mode": "locked", "default": 10}]}),
+    )
+    .await;
+    let r = post(
+        &member,
+        "/v1/requests",
+        json!({"service_id": id(&vdc), "project_id": a.project, "parameters": {"name": "project-x"}}),
+    )
+    .await;
+    post(
+        &vadm,
+        &format!("/v1/requests/{}/approve", id(&r)),
+        json!({"parameters": {"vcpus": 16}}),
+    )
+    .await;
+    let done = finished(&member, &id(&r)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let made = done["resources"][0]["id"].as_str().unwrap().to_string();
+    let v: Value = admin.get(&format!("/v1/vdcs/{made}"), &[]).await.unwrap();
+    assert_eq!(
+        (&v["name"], &v["parent_id"]),
+        (&json!("project-x"), &json!(a.child))
+    );
+    let q: Value = admin
+        .get(&format!("/v1/vdcs/{made}/quota"), &[])
+        .await
+        .unwrap();
+    let limit = |r: &str| {
+        q["levels"][0]["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["resource"] == r)
+            .unwrap()["limit"]
+            .clone()
+    };
+    assert_eq!((limit("vcpus"), limit("instances")), (json!(16), json!(10)));
+}

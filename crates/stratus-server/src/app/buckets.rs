@@ -1,10 +1,11 @@
 //! Object storage buckets as operators see them: usage and per-bucket quotas. Buckets are
-//! created and filled through the S3 endpoint (`crate::s3`).
+//! filled through the S3 endpoint (`crate::s3`); they are created there, or by an order
+//! (`bucket_create` here, the same rules as S3's CreateBucket).
 
 use stratus_api::{BucketInfo, BucketQuotaUpdate, ProjectScope};
 use uuid::Uuid;
 
-use super::{require, App};
+use super::{require, require_seen, App};
 use crate::authz::{Perm, Principal, Target};
 use crate::error::{Error, Result};
 use crate::store::BucketRow;
@@ -98,4 +99,71 @@ pub async fn bucket_quota_update(
         .bucket_set_quota(id, b.bytes.unwrap_or(-1), b.objects.unwrap_or(-1))
         .await?;
     bucket_view(app, p, id).await
+}
+
+/// An empty bucket of a project (an order's: S3 clients create theirs with CreateBucket).
+pub async fn bucket_create(
+    app: &App,
+    p: &Principal,
+    project: Uuid,
+    name: &str,
+) -> Result<BucketInfo> {
+    if !crate::s3::service::valid_bucket_name(name) {
+        return Err(Error::invalid(
+            "name",
+            "bucket names are 3–63 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit",
+        ));
+    }
+    let (proj, chain) = app
+        .project_visible(p, project)
+        .await
+        .map_err(|_| Error::not_found("project", project))?;
+    require_seen(
+        p,
+        Perm::ResourceWrite,
+        &Target::Project {
+            id: project,
+            chain: &chain,
+        },
+        "project",
+        project,
+    )?;
+    if app.store.bucket_get(name).await?.is_some() {
+        return Err(Error::conflict(format!(
+            "a bucket named {name:?} exists (names are global)"
+        )));
+    }
+    let mut full = vec![project];
+    full.extend(chain);
+    let b = app
+        .store
+        .bucket_create(
+            name,
+            project,
+            proj.vdc_id,
+            &full,
+            &app.config.region,
+            "",
+            &p.name,
+        )
+        .await?;
+    Ok(info(b))
+}
+
+/// Delete an empty bucket (as S3's DeleteBucket).
+pub async fn bucket_delete(app: &App, p: &Principal, id: Uuid) -> Result<()> {
+    let (b, chain) = bucket_visible(app, p, id).await?;
+    require_seen(
+        p,
+        Perm::ResourceWrite,
+        &Target::Project {
+            id: b.project_id,
+            chain: &chain,
+        },
+        "bucket",
+        id,
+    )?;
+    let mut full = vec![b.project_id];
+    full.extend(chain);
+    app.store.bucket_delete(&b, &full).await
 }

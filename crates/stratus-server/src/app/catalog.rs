@@ -107,20 +107,62 @@ const ELASTIC_IP: &[Known] = &[
     ),
 ];
 
+const BUCKET: &[Known] = &[p(
+    "name",
+    S,
+    true,
+    "Bucket name (global: 3–63 lowercase letters, digits, '-', '.')",
+)];
+/// The quota resources a VDC service may set, by parameter name.
+pub const VDC_QUOTAS: [(&str, stratus_api::QuotaResource); 7] = [
+    ("vcpus", stratus_api::QuotaResource::Vcpus),
+    ("memory_gib", stratus_api::QuotaResource::MemoryGib),
+    ("storage_gib", stratus_api::QuotaResource::StorageGib),
+    ("instances", stratus_api::QuotaResource::Instances),
+    ("elastic_ips", stratus_api::QuotaResource::ElasticIps),
+    ("vpcs", stratus_api::QuotaResource::Vpcs),
+    (
+        "security_groups",
+        stratus_api::QuotaResource::SecurityGroups,
+    ),
+];
+const VDC: &[Known] = &[
+    p(
+        "name",
+        S,
+        true,
+        "Name of the new VDC (under the project's VDC)",
+    ),
+    p("vcpus", I, false, "Quota: vCPUs"),
+    p("memory_gib", I, false, "Quota: memory, GiB"),
+    p("storage_gib", I, false, "Quota: block storage, GiB"),
+    p("instances", I, false, "Quota: instances"),
+    p("elastic_ips", I, false, "Quota: elastic IPs"),
+    p("vpcs", I, false, "Quota: VPCs"),
+    p("security_groups", I, false, "Quota: security groups"),
+];
+
 fn known(kind: ServiceKind) -> &'static [Known] {
     match kind {
         ServiceKind::Instance => INSTANCE,
         ServiceKind::Volume => VOLUME,
         ServiceKind::Vpc => VPC,
         ServiceKind::ElasticIp => ELASTIC_IP,
+        ServiceKind::Bucket => BUCKET,
+        ServiceKind::Vdc => VDC,
     }
 }
 
-const KINDS: [(ServiceKind, &str); 4] = [
+const KINDS: [(ServiceKind, &str); 6] = [
     (ServiceKind::Instance, "Virtual machines (ECS)"),
     (ServiceKind::Volume, "Block storage volumes (EVS)"),
     (ServiceKind::Vpc, "A virtual private cloud"),
     (ServiceKind::ElasticIp, "Elastic IP addresses"),
+    (ServiceKind::Bucket, "An object storage bucket (OBS)"),
+    (
+        ServiceKind::Vdc,
+        "A sub-VDC of the requester's VDC with its quotas (made by the last approver)",
+    ),
 ];
 
 /// The type of a kind's parameter, if the kind has it.

@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 use stratus_api::{
     Approver, Decision, DecisionKind, ElasticIpCreate, InstanceAction, InstanceActionKind,
     InstanceCreate, ListParams, NicRequest, OrderResource, Page, ParameterMode, ParameterType,
-    Request, RequestAction, RequestCreate, RequestDecide, RequestFilter, RequestLevel,
-    RequestStatus, ServiceKind, VolumeCreate, VolumeExtend, VpcCreate,
+    QuotaUpdate, Request, RequestAction, RequestCreate, RequestDecide, RequestFilter, RequestLevel,
+    RequestStatus, ServiceKind, VdcCreate, VolumeCreate, VolumeExtend, VpcCreate,
 };
 use uuid::Uuid;
 
@@ -138,7 +138,7 @@ fn change_parameters(kind: ServiceKind) -> &'static [(&'static str, ParameterTyp
     match kind {
         ServiceKind::Instance => &[("flavor", ParameterType::String)],
         ServiceKind::Volume => &[("size_gib", ParameterType::Integer)],
-        ServiceKind::Vpc | ServiceKind::ElasticIp => &[],
+        ServiceKind::Vpc | ServiceKind::ElasticIp | ServiceKind::Bucket | ServiceKind::Vdc => &[],
     }
 }
 
@@ -614,7 +614,7 @@ pub async fn resume(app: &Arc<App>) -> Result<()> {
         let Some((mut r, version)) = app.store.request_get(id).await? else {
             continue;
         };
-        let undone = match super::auth_principal(app, r.requester_id).await? {
+        let undone = match super::auth_principal(app, actor_of(&r)).await? {
             Some(p) => undo(app, &p, &r).await,
             None => 0,
         };
@@ -648,6 +648,8 @@ async fn undo(app: &App, p: &Principal, r: &Request) -> usize {
             "volume" => super::volumes::volume_delete(app, p, res.id, false).await,
             "vpc" => super::networks::vpc_delete(app, p, res.id).await,
             "elastic_ip" => super::networks::elastic_ip_delete(app, p, res.id).await,
+            "bucket" => super::buckets::bucket_delete(app, p, res.id).await,
+            "vdc" => super::vdcs::vdc_delete(app, p, res.id).await,
             _ => Ok(()),
         };
         match done {
@@ -663,6 +665,7 @@ async fn undo(app: &App, p: &Principal, r: &Request) -> usize {
 async fn audit(
     app: &App,
     r: &Request,
+    p: &Principal,
     operation: &str,
     object: (&str, String),
     ok: bool,
@@ -671,8 +674,8 @@ async fn audit(
     let record = AuditRecord {
         at: crate::store::now_text(),
         request_id: format!("order-{}", r.id),
-        user_id: Some(r.requester_id),
-        user_name: r.requester_name.clone(),
+        user_id: Some(p.user_id),
+        user_name: p.name.clone(),
         vdc_id: Some(r.vdc_id),
         source_ip: String::new(),
         method: "ORDER".into(),
@@ -819,6 +822,51 @@ async fn make_one(
                 name: m.address,
             }
         }
+        ServiceKind::Bucket => {
+            let m = super::buckets::bucket_create(app, p, r.project_id, &name).await?;
+            OrderResource {
+                kind: "bucket".into(),
+                id: m.id,
+                name: m.name,
+            }
+        }
+        ServiceKind::Vdc => {
+            let parent = app
+                .store
+                .project_get(r.project_id)
+                .await?
+                .ok_or_else(|| Error::not_found("project", r.project_id))?
+                .vdc_id;
+            let vdc = super::vdcs::vdc_create(
+                app,
+                p,
+                VdcCreate {
+                    org_id: None,
+                    parent_id: Some(parent),
+                    name,
+                    description: r.description.clone(),
+                },
+            )
+            .await?;
+            let limits: std::collections::BTreeMap<_, _> = super::catalog::VDC_QUOTAS
+                .iter()
+                .filter_map(|(k, res)| int(v, k).map(|n| (*res, Some(n))))
+                .collect();
+            if !limits.is_empty() {
+                if let Err(e) =
+                    super::quotas::vdc_quota_update(app, p, vdc.id, QuotaUpdate { limits }).await
+                {
+                    // The VDC is not recorded in the order yet: it goes here.
+                    let _ = super::vdcs::vdc_delete(app, p, vdc.id).await;
+                    return Err(e);
+                }
+            }
+            OrderResource {
+                kind: "vdc".into(),
+                id: vdc.id,
+                name: vdc.name,
+            }
+        }
     })
 }
 
@@ -872,7 +920,25 @@ async fn change_one(app: &App, p: &Principal, r: &Request) -> Result<OrderResour
     })
 }
 
-/// Provision an approved request as its requester.
+/// Whose rights provision a request: the requester's, except for a VDC, which is made by
+/// the last approver (creating VDCs is an administrator's right; the approval is the
+/// decision to use it). An automatically approved VDC request is made as the requester.
+fn actor_of(r: &Request) -> Uuid {
+    if r.kind == ServiceKind::Vdc {
+        if let Some(u) = r
+            .levels
+            .iter()
+            .rev()
+            .flat_map(|l| l.decisions.iter().rev())
+            .find_map(|d| d.user_id.filter(|_| d.decision == DecisionKind::Approve))
+        {
+            return u;
+        }
+    }
+    r.requester_id
+}
+
+/// Provision an approved request as its requester (see [`actor_of`]).
 async fn provision(app: &Arc<App>, id: Uuid) -> Result<()> {
     let Some((mut r, mut version)) = app.store.request_get(id).await? else {
         return Ok(());
@@ -886,9 +952,14 @@ async fn provision(app: &Arc<App>, id: Uuid) -> Result<()> {
         return Ok(());
     }
     version += 1;
-    let Some(p) = super::auth_principal(app, r.requester_id).await? else {
+    let actor = actor_of(&r);
+    let Some(p) = super::auth_principal(app, actor).await? else {
         r.status = RequestStatus::Failed;
-        r.status_reason = "the requester's account is gone or disabled".into();
+        r.status_reason = if actor == r.requester_id {
+            "the requester's account is gone or disabled".into()
+        } else {
+            "the approver's account is gone or disabled".into()
+        };
         app.store.request_update(&r, version).await?;
         return Ok(());
     };
@@ -908,6 +979,7 @@ async fn provision(app: &Arc<App>, id: Uuid) -> Result<()> {
                 audit(
                     app,
                     &r,
+                    &p,
                     "order_provision",
                     (&made.kind, made.id.to_string()),
                     true,
@@ -926,6 +998,7 @@ async fn provision(app: &Arc<App>, id: Uuid) -> Result<()> {
             audit(
                 app,
                 &r,
+                &p,
                 &format!("order_{}", action_word(r.action)),
                 (&done.kind, done.id.to_string()),
                 true,
@@ -959,6 +1032,7 @@ async fn provision(app: &Arc<App>, id: Uuid) -> Result<()> {
             audit(
                 app,
                 &r,
+                &p,
                 "order_provision",
                 ("requests", r.id.to_string()),
                 false,

@@ -304,7 +304,7 @@ fn algorithm_of(
 }
 
 /// Valid bucket names (DNS-compatible, as S3 requires for new buckets).
-fn valid_bucket_name(n: &str) -> bool {
+pub(crate) fn valid_bucket_name(n: &str) -> bool {
     let ok_chars = n
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
