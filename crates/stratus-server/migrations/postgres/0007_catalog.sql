@@ -58,6 +58,7 @@ CREATE TABLE requests (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX requests_status ON requests (status, id);
+CREATE INDEX requests_created ON requests (created_at, id);
 CREATE INDEX requests_requester ON requests (requester_id, id);
 CREATE INDEX requests_project ON requests (project_id, id);
 
