@@ -59,6 +59,8 @@ CREATE TABLE requests (
 );
 CREATE INDEX requests_status ON requests (status, id);
 CREATE INDEX requests_created ON requests (created_at, id);
+-- The approvers' queue reads only these, oldest first, however long the history.
+CREATE INDEX requests_approving ON requests (created_at, id) WHERE status = 'approving';
 CREATE INDEX requests_requester ON requests (requester_id, id);
 CREATE INDEX requests_project ON requests (project_id, id);
 

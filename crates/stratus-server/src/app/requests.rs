@@ -987,11 +987,14 @@ async fn provision(app: &Arc<App>, id: Uuid) -> Result<()> {
                 )
                 .await;
                 r.resources.push(made);
-                // Recorded before the next step: a crash leaves a list of what to undo.
-                if !app.store.request_update(&r, version).await? {
-                    return Err(Error::internal("the request changed while provisioning"));
+                // Recorded before the next step: a crash leaves a list of what to undo. (The
+                // last one is recorded with the outcome.)
+                if i < count {
+                    if !app.store.request_update(&r, version).await? {
+                        return Err(Error::internal("the request changed while provisioning"));
+                    }
+                    version += 1;
                 }
-                version += 1;
             }
         } else {
             let done = change_one(app, &p, &r).await?;
