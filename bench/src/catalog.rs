@@ -96,6 +96,12 @@ async fn history(
         }
     }
     tx.commit().await?;
+    // What autovacuum does after a load like this: the planner's statistics.
+    if server.app.store.db.backend.as_str() == "postgres" {
+        for t in ["requests", "request_seats"] {
+            sqlx::query(&format!("ANALYZE {t}")).execute(pool).await?;
+        }
+    }
     Ok(())
 }
 
