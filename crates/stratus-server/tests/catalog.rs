@@ -707,6 +707,62 @@ async fn bad_definitions_whitelists_changes_and_releases() {
     .await;
     assert_eq!(st, 409, "one flow per service and VDC");
 
+    // A VDC's administrators define the flows of their VDC, and only theirs.
+    let (_, va) = user_with_role(
+        &ts,
+        &sec,
+        "va",
+        Some(&a.top),
+        Some(("vdc_admin", "vdc", &a.top)),
+    )
+    .await;
+    let (_, vb) = user_with_role(
+        &ts,
+        &sec,
+        "vb",
+        Some(&b.top),
+        Some(("vdc_admin", "vdc", &b.top)),
+    )
+    .await;
+    let own = post(
+        &va,
+        "/v1/approval-flows",
+        json!({"name": "A's chain", "vdc_id": a.child, "levels": one}),
+    )
+    .await;
+    let (st, _) = fails(
+        va.post("/v1/approval-flows", &json!({"name": "all", "levels": one}))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        st, 403,
+        "a platform-wide flow is the catalog administrators'"
+    );
+    let (st, msg) = fails(
+        va.post(
+            "/v1/approval-flows",
+            &json!({"name": "B", "vdc_id": b.top, "levels": one}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((st, msg.starts_with("vdc_id")), (400, true), "{msg}");
+    let seen: Vec<Value> = vb.get("/v1/approval-flows", &[]).await.unwrap();
+    assert!(!seen.iter().any(|f| f["id"] == own["id"]));
+    assert_eq!(
+        status(
+            vb.get::<Value>(&format!("/v1/approval-flows/{}", id(&own)), &[])
+                .await
+        ),
+        404
+    );
+    let seen: Vec<Value> = va.get("/v1/approval-flows", &[]).await.unwrap();
+    assert!(seen.iter().any(|f| f["id"] == own["id"]));
+    va.delete(&format!("/v1/approval-flows/{}", id(&own)))
+        .await
+        .unwrap();
+
     // The whitelist: A's departments see the service, B's do not.
     let (_, ra) = user_with_role(
         &ts,

@@ -11,7 +11,7 @@ use stratus_api::{
 use uuid::Uuid;
 
 use super::{require_global, App};
-use crate::authz::{self, Perm, Principal};
+use crate::authz::{self, Perm, Principal, Target};
 use crate::error::{Error, Result};
 use crate::validate;
 
@@ -572,17 +572,20 @@ pub fn default_levels() -> Vec<ApprovalLevel> {
 }
 
 pub async fn flow_create(app: &App, p: &Principal, b: ApprovalFlowCreate) -> Result<ApprovalFlow> {
-    require_global(p, Perm::CatalogWrite)?;
+    if let Some(v) = b.vdc_id {
+        // A VDC the caller cannot see does not exist for them.
+        if app.store.vdc_get(v).await?.is_none()
+            || (!p.has_global(Perm::CatalogWrite) && app.vdc_visible(p, v).await.is_err())
+        {
+            return Err(Error::invalid("vdc_id", &format!("no VDC {v}")));
+        }
+    }
+    flow_manageable(app, p, b.vdc_id).await?;
     validate::name("name", &b.name)?;
     validate::description("description", &b.description)?;
     if let Some(s) = b.service_id {
-        if app.store.service_get(s).await?.is_none() {
+        if service_visible(app, p, s).await.is_err() {
             return Err(Error::invalid("service_id", &format!("no service {s}")));
-        }
-    }
-    if let Some(v) = b.vdc_id {
-        if app.store.vdc_get(v).await?.is_none() {
-            return Err(Error::invalid("vdc_id", &format!("no VDC {v}")));
         }
     }
     check_levels(app, &b.levels, &b.auto_approve).await?;
@@ -602,28 +605,52 @@ pub async fn flow_create(app: &App, p: &Principal, b: ApprovalFlowCreate) -> Res
     Ok(f)
 }
 
-/// Flows are platform configuration: catalog administrators and approvers read them.
-fn flows_readable(p: &Principal, id: impl std::fmt::Display) -> Result<()> {
+/// Who may see a flow: catalog administrators and platform-wide approvers every flow; a
+/// VDC's administrators and approvers the flows of their VDCs.
+async fn flow_seen(app: &App, p: &Principal, f: &ApprovalFlow) -> Result<bool> {
     if p.has_global(Perm::CatalogWrite) || p.visibility(Perm::Approve).all {
-        Ok(())
-    } else {
-        Err(Error::not_found("approval flow", id))
+        return Ok(true);
     }
+    let Some(v) = f.vdc_id else {
+        return Ok(false);
+    };
+    let chain = app.store.vdc_chain(v).await?;
+    let t = Target::Vdc { chain: &chain };
+    Ok(p.can(Perm::VdcWrite, &t) || p.can(Perm::Approve, &t))
+}
+
+/// Who may define a flow: catalog administrators anywhere; a VDC's administrators for
+/// their VDC and the VDCs below it (each department sets its own approval chain).
+async fn flow_manageable(app: &App, p: &Principal, vdc: Option<Uuid>) -> Result<()> {
+    if p.has_global(Perm::CatalogWrite) {
+        return Ok(());
+    }
+    if let Some(v) = vdc {
+        let chain = app.store.vdc_chain(v).await?;
+        if p.can(Perm::VdcWrite, &Target::Vdc { chain: &chain }) {
+            return Ok(());
+        }
+    }
+    Err(Error::forbidden(
+        "approval flows are defined by catalog administrators, or by a VDC's administrators for their VDC (vdc_id)",
+    ))
 }
 
 pub async fn flow_list(app: &App, p: &Principal) -> Result<Vec<ApprovalFlow>> {
-    if flows_readable(p, "").is_err() {
-        return Ok(vec![]);
+    let mut out = Vec::new();
+    for f in app.store.flow_list().await? {
+        if flow_seen(app, p, &f).await? {
+            out.push(f);
+        }
     }
-    app.store.flow_list().await
+    Ok(out)
 }
 
 pub async fn flow_view(app: &App, p: &Principal, id: Uuid) -> Result<ApprovalFlow> {
-    flows_readable(p, id)?;
-    app.store
-        .flow_get(id)
-        .await?
-        .ok_or_else(|| Error::not_found("approval flow", id))
+    match app.store.flow_get(id).await? {
+        Some(f) if flow_seen(app, p, &f).await? => Ok(f),
+        _ => Err(Error::not_found("approval flow", id)),
+    }
 }
 
 pub async fn flow_update(
@@ -633,7 +660,7 @@ pub async fn flow_update(
     b: ApprovalFlowUpdate,
 ) -> Result<ApprovalFlow> {
     let mut f = flow_view(app, p, id).await?;
-    require_global(p, Perm::CatalogWrite)?;
+    flow_manageable(app, p, f.vdc_id).await?;
     if let Some(n) = b.name {
         validate::name("name", &n)?;
         f.name = n;
@@ -654,8 +681,8 @@ pub async fn flow_update(
 }
 
 pub async fn flow_delete(app: &App, p: &Principal, id: Uuid) -> Result<()> {
-    flow_view(app, p, id).await?;
-    require_global(p, Perm::CatalogWrite)?;
+    let f = flow_view(app, p, id).await?;
+    flow_manageable(app, p, f.vdc_id).await?;
     app.store.flow_delete(id).await
 }
 
