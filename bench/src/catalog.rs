@@ -120,46 +120,14 @@ async fn run(
     let project = api.project().await?;
     let p = api.get(&format!("/v1/projects/{project}")).await?;
     let vdc = p["vdc_id"].as_str().unwrap_or_default().to_string();
-    let img = api
-        .post("/v1/images", json!({"name": "bench", "disk_format": "raw"}))
-        .await?;
-    let img = api
-        .upload(img["id"].as_str().unwrap_or_default(), vec![0u8; 1 << 20])
-        .await?;
-    api.post(
-        "/v1/flavors",
-        json!({"name": "small.1c1g", "vcpus": 1, "memory_mib": 1024, "disk_gib": 20}),
-    )
-    .await?;
-    let token = api.post("/v1/hosts/join-tokens", json!({})).await?;
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let sim = {
-        let (url, tok, dir) = (
-            url.clone(),
-            token["token"].as_str().unwrap_or_default().to_string(),
-            dir.join("sim"),
-        );
-        tokio::spawn(async move {
-            stratus_agent::sim::run_simulated(&url, &tok, hosts, &dir, async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
-            })
-            .await
-        })
-    };
-    until("simulated hosts", 120, async || {
-        let h = api.get("/v1/hosts").await?;
-        Ok(h.as_array()
-            .map(|a| a.iter().filter(|h| h["state"] == "up").count())
-            == Some(hosts))
-    })
-    .await?;
+    let (img_id, sim) = sim_setup(&api, &dir, hosts).await?;
     let svc = api
         .post(
             "/v1/services",
             json!({"name": "ECS small", "kind": "instance", "parameters": [
                 {"name": "name"},
                 {"name": "flavor", "mode": "locked", "default": "small.1c1g"},
-                {"name": "image", "mode": "locked", "default": img["id"]}]}),
+                {"name": "image", "mode": "locked", "default": img_id}]}),
         )
         .await?;
     api.post(
@@ -175,7 +143,7 @@ async fn run(
 
     let mut rows = Vec::new();
     // The peer inside the run: the same instances, created directly.
-    let (a, pr, i) = (api.clone(), project.clone(), img["id"].clone());
+    let (a, pr, i) = (api.clone(), project.clone(), img_id.clone());
     let t = Instant::now();
     let direct = load("peer: instance create, direct API", orders, CLIENTS, move |n| {
         let (a, pr, i) = (a.clone(), pr.clone(), i.clone());
@@ -268,11 +236,9 @@ async fn run(
         "{hist} historical requests written in {:.1} s",
         t.elapsed().as_secs_f64()
     );
+    let queue_name = format!("approver queue (50 waiting of {hist})");
     for (name, path) in [
-        (
-            "approver queue (50 waiting of 100k)",
-            "/v1/approvals".to_string(),
-        ),
+        (queue_name.as_str(), "/v1/approvals".to_string()),
         (
             "request list, first 100 (approver)",
             "/v1/requests?limit=100".to_string(),
@@ -339,8 +305,7 @@ async fn run(
         "orders / direct (instances running per second): {:.2}",
         direct_all.as_secs_f64() / ordered_all.as_secs_f64()
     );
-    let _ = stop_tx.send(true);
-    let _ = sim.await;
+    sim.finish().await;
     server.stop().await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

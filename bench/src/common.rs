@@ -232,3 +232,62 @@ pub fn print(title: &str, rows: &[Row], floor: Option<f64>) {
         );
     }
 }
+
+/// Simulated hosts (the real agent protocol, no QEMU) running until `stop` says so.
+pub struct SimHosts {
+    pub stop: tokio::sync::watch::Sender<bool>,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl SimHosts {
+    pub async fn finish(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// What the simulated-host benchmarks share: a 1 MiB raw image, the `small.1c1g` flavor
+/// and `hosts` simulated hosts, up. Returns the image's id and the hosts.
+pub async fn sim_setup(api: &Api, dir: &Path, hosts: usize) -> anyhow::Result<(Value, SimHosts)> {
+    let img = api
+        .post("/v1/images", json!({"name": "bench", "disk_format": "raw"}))
+        .await?;
+    let img = api
+        .upload(img["id"].as_str().unwrap_or_default(), vec![0u8; 1 << 20])
+        .await?;
+    api.post(
+        "/v1/flavors",
+        json!({"name": "small.1c1g", "vcpus": 1, "memory_mib": 1024, "disk_gib": 20}),
+    )
+    .await?;
+    let token = api.post("/v1/hosts/join-tokens", json!({})).await?;
+    let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
+    let (url, tok, dir) = (
+        api.url.clone(),
+        token["token"].as_str().unwrap_or_default().to_string(),
+        dir.join("sim"),
+    );
+    let task = tokio::spawn(async move {
+        stratus_agent::sim::run_simulated(&url, &tok, hosts, &dir, async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        })
+        .await
+    });
+    let t = Instant::now();
+    loop {
+        let h = api.get("/v1/hosts").await?;
+        let up = h
+            .as_array()
+            .map(|a| a.iter().filter(|h| h["state"] == "up").count())
+            .unwrap_or(0);
+        if up == hosts {
+            break;
+        }
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(120),
+            "simulated hosts did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok((img["id"].clone(), SimHosts { stop, task }))
+}

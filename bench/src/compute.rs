@@ -37,54 +37,13 @@ async fn scale(
     let url = format!("http://{}", server.addr);
     let api = Api::login(&url).await?;
     let project = api.project().await?;
-    let img = api
-        .post("/v1/images", json!({"name": "bench", "disk_format": "raw"}))
-        .await?;
-    let img = api
-        .upload(img["id"].as_str().unwrap_or_default(), vec![0u8; 1 << 20])
-        .await?;
-    api.post(
-        "/v1/flavors",
-        json!({"name": "small.1c1g", "vcpus": 1, "memory_mib": 1024, "disk_gib": 20}),
-    )
-    .await?;
-    let token = api.post("/v1/hosts/join-tokens", json!({})).await?;
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let sim = {
-        let (url, tok, dir) = (
-            url.clone(),
-            token["token"].as_str().unwrap_or_default().to_string(),
-            dir.join("sim"),
-        );
-        tokio::spawn(async move {
-            stratus_agent::sim::run_simulated(&url, &tok, hosts, &dir, async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
-            })
-            .await
-        })
-    };
-    let t = Instant::now();
-    loop {
-        let h = api.get("/v1/hosts").await?;
-        let up = h
-            .as_array()
-            .map(|a| a.iter().filter(|h| h["state"] == "up").count())
-            .unwrap_or(0);
-        if up == hosts {
-            break;
-        }
-        anyhow::ensure!(
-            t.elapsed() < Duration::from_secs(120),
-            "simulated hosts did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (img_id, sim) = sim_setup(&api, &dir, hosts).await?;
     eprintln!(
         "{hosts} simulated hosts up; creating {instances} instances on {}…",
         server.app.store.db.backend.as_str()
     );
     let mut rows = Vec::new();
-    let (a, p, i) = (api.clone(), project.clone(), img["id"].clone());
+    let (a, p, i) = (api.clone(), project.clone(), img_id.clone());
     let created = Instant::now();
     rows.push(
         load("instance create (1 per call)", instances, CLIENTS, move |n| {
@@ -181,8 +140,7 @@ async fn scale(
         &rows,
         floor,
     );
-    let _ = stop_tx.send(true);
-    let _ = sim.await;
+    sim.finish().await;
     server.stop().await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
