@@ -258,15 +258,25 @@ async fn vpcs_isolate_peer_nat_and_filter_real_guests() {
         run(&mut shb, &ping(&ips[0])).await.contains("rc=1"),
         "another VPC reached app1"
     );
-    // Metadata: each instance gets its own.
-    let md = run(
+    // Metadata: each instance gets its own (asked again while a slow TCG guest's first
+    // connection is still on its way, as cloud-init does).
+    until(
         &mut sh1,
+        "app1's own metadata",
+        30,
         "printf 'GET /latest/meta-data/hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 169.254.169.254 80",
+        |md| md.contains("app1") && !md.contains("app2"),
     )
     .await;
-    assert!(md.contains("app1") && !md.contains("app2"), "{md}");
-    let md = run(&mut sh2, "printf 'GET /latest/meta-data/instance-id HTTP/1.0\\r\\n\\r\\n' | nc -w 3 169.254.169.254 80").await;
-    assert!(md.contains(&vms[1]), "{md}");
+    let own = vms[1].clone();
+    until(
+        &mut sh2,
+        "app2's own instance id",
+        30,
+        "printf 'GET /latest/meta-data/instance-id HTTP/1.0\\r\\n\\r\\n' | nc -w 3 169.254.169.254 80",
+        move |md| md.contains(&own),
+    )
+    .await;
 
     // Peering: B reaches A; then not again.
     let pr = post(
@@ -302,13 +312,15 @@ async fn vpcs_isolate_peer_nat_and_filter_real_guests() {
     let listener = outside
         .spawn(&["busybox", "nc", "-l", "-p", "8080"])
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let sent = run(
+    // Sent again until the listener (started through `ip netns exec`) is up.
+    until(
         &mut sh1,
+        "app1 to reach the outside",
+        30,
         "echo hello-from-app1 | nc -w 3 203.0.113.1 8080; echo rc=$?",
+        |o| o.contains("rc=0"),
     )
     .await;
-    assert!(sent.contains("rc=0"), "{sent}");
     let got = tokio::time::timeout(Duration::from_secs(10), listener.wait_with_output())
         .await
         .unwrap()
