@@ -66,20 +66,7 @@ async fn five_levels_and_ten_approvers_lead_to_a_running_guest() {
     let sec = ts.secadmin().await;
     let a = tree(&admin, "A").await;
     let b = tree(&admin, "B").await;
-    post(
-        &admin,
-        "/v1/flavors",
-        json!({"name": "tiny.1c256m", "vcpus": 1, "memory_mib": 256, "disk_gib": 1}),
-    )
-    .await;
-    let img = post(
-        &admin,
-        "/v1/images",
-        json!({"name": "tiny", "disk_format": "qcow2", "visibility": "public"}),
-    )
-    .await;
-    let (st, v) = upload(&admin, &id(&img), std::fs::read(tiny_image()).unwrap()).await;
-    assert_eq!(st, 200, "{v}");
+    tiny_guest_setup(&admin).await;
 
     // The service: flavor and image locked, the zone left to approvers.
     let svc = post(

@@ -153,27 +153,7 @@ async fn vpcs_isolate_peer_nat_and_filter_real_guests() {
     .await;
     let admin = ts.admin().await;
     let t = tree(&admin, "A").await;
-    let _: Value = admin
-        .post(
-            "/v1/flavors",
-            &json!({"name": "tiny.1c256m", "vcpus": 1, "memory_mib": 256, "disk_gib": 1}),
-        )
-        .await
-        .unwrap();
-    let img: Value = admin
-        .post(
-            "/v1/images",
-            &json!({"name": "tiny", "disk_format": "qcow2"}),
-        )
-        .await
-        .unwrap();
-    let (st, v) = upload(&admin, &id(&img), std::fs::read(tiny_image()).unwrap()).await;
-    assert_eq!(st, 200, "{v}");
-    wait("the local host", 60, || async {
-        let hosts: Vec<Value> = admin.get("/v1/hosts", &[]).await.unwrap();
-        hosts.first().filter(|h| h["state"] == "up").cloned()
-    })
-    .await;
+    tiny_guest_setup(&admin).await;
 
     // The external network: a bridge of this test, and a namespace on it as the gateway.
     let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();

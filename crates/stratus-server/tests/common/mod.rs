@@ -122,6 +122,32 @@ pub fn tiny_image() -> PathBuf {
     p
 }
 
+/// What a test with real guests needs: the `tiny.1c256m` flavor, the tiny image as the
+/// public image `tiny`, and the local agent's host up.
+pub async fn tiny_guest_setup(admin: &Client) {
+    let _: Value = admin
+        .post(
+            "/v1/flavors",
+            &json!({"name": "tiny.1c256m", "vcpus": 1, "memory_mib": 256, "disk_gib": 1}),
+        )
+        .await
+        .unwrap();
+    let img: Value = admin
+        .post(
+            "/v1/images",
+            &json!({"name": "tiny", "disk_format": "qcow2", "visibility": "public"}),
+        )
+        .await
+        .unwrap();
+    let (st, v) = upload(admin, &id(&img), std::fs::read(tiny_image()).unwrap()).await;
+    assert_eq!(st, 200, "{v}");
+    wait("the local host", 60, || async {
+        let hosts: Vec<Value> = admin.get("/v1/hosts", &[]).await.unwrap();
+        hosts.first().filter(|h| h["state"] == "up").cloned()
+    })
+    .await;
+}
+
 /// Poll `f` until it gives a value, for at most `secs` seconds (failing the test then).
 pub async fn wait<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
 where
