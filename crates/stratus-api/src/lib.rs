@@ -8,6 +8,7 @@ pub mod compute;
 pub mod error;
 pub mod networks;
 pub mod sigv4;
+pub mod stacks;
 pub mod types;
 pub mod volumes;
 
@@ -15,5 +16,6 @@ pub use catalog::*;
 pub use compute::*;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use networks::*;
+pub use stacks::*;
 pub use types::*;
 pub use volumes::*;

@@ -159,6 +159,10 @@ impl Client {
     ) -> Result<T, ClientError> {
         self.call(Method::PATCH, path, &[], Some(body)).await
     }
+    /// DELETE, for calls that answer with what they started (202 with a body).
+    pub async fn delete_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(Method::DELETE, path, &[], None::<&()>).await
+    }
     pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
         self.call::<serde_json::Value>(Method::DELETE, path, &[], None::<&()>)
             .await

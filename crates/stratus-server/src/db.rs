@@ -86,6 +86,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_catalog.sql"),
         postgres: include_str!("../migrations/postgres/0007_catalog.sql"),
     },
+    Migration {
+        version: 8,
+        name: "stacks",
+        sqlite: include_str!("../migrations/sqlite/0008_stacks.sql"),
+        postgres: include_str!("../migrations/postgres/0008_stacks.sql"),
+    },
 ];
 
 /// Per-connection SQLite settings; only the writer switches the file to WAL.

@@ -297,6 +297,10 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     if let Err(e) = app::requests::resume(&app).await {
         tracing::warn!(error = %e, "cannot resume orders");
     }
+    // Stacks interrupted mid-action: deletes and rollbacks go on, the rest are failed.
+    if let Err(e) = app::stacks::resume(&app).await {
+        tracing::warn!(error = %e, "cannot resume stacks");
+    }
     // Expired sessions are pruned hourly.
     let pruner = app.clone();
     tokio::spawn(async move {

@@ -81,6 +81,26 @@ async fn fresh_vpc(admin: &Client, fx: &Fixture, cidr: &str) -> String {
     id(&v)
 }
 
+const ONE_GROUP: &str = "resources:\n  g:\n    type: Stratus::SecurityGroup\n";
+
+/// A stack of one security group, at rest (so updates and deletes are not refused as busy).
+async fn fresh_stack(admin: &Client, fx: &Fixture) -> String {
+    let s: Value = admin
+        .post(
+            "/v1/stacks",
+            &json!({"project_id": fx.project, "name": uniq("st"), "template": ONE_GROUP}),
+        )
+        .await
+        .unwrap();
+    let sid = id(&s);
+    wait("the stack", 30, || async {
+        let s: Value = admin.get(&format!("/v1/stacks/{sid}"), &[]).await.unwrap();
+        (s["status"] == "complete").then_some(())
+    })
+    .await;
+    sid
+}
+
 async fn fresh_port(admin: &Client, fx: &Fixture) -> String {
     let p: Value = admin
         .post("/v1/ports", &json!({"subnet_id": fx.subnet}))
@@ -891,6 +911,37 @@ async fn request_for(
             None,
         ),
         "approval_queue" => (M::GET, "/v1/approvals".into(), None),
+        "template_validate" => (
+            M::POST,
+            "/v1/templates/validate".into(),
+            Some(json!({"template": ONE_GROUP})),
+        ),
+        "stack_list" => (M::GET, "/v1/stacks".into(), None),
+        "stack_create" => (
+            M::POST,
+            "/v1/stacks".into(),
+            Some(json!({"project_id": fx.project, "name": uniq("st"), "template": ONE_GROUP})),
+        ),
+        "stack_view" => (
+            M::GET,
+            format!("/v1/stacks/{}", fresh_stack(admin, fx).await),
+            None,
+        ),
+        "stack_template" => (
+            M::GET,
+            format!("/v1/stacks/{}/template", fresh_stack(admin, fx).await),
+            None,
+        ),
+        "stack_update" => (
+            M::PUT,
+            format!("/v1/stacks/{}", fresh_stack(admin, fx).await),
+            Some(json!({"template": ONE_GROUP})),
+        ),
+        "stack_delete" => (
+            M::DELETE,
+            format!("/v1/stacks/{}", fresh_stack(admin, fx).await),
+            None,
+        ),
         "health_view" => (M::GET, "/healthz".into(), None),
         "metrics_view" => (M::GET, "/metrics".into(), None),
         _ => return None,

@@ -9,20 +9,6 @@ use common::*;
 use serde_json::{json, Value};
 use stratus_client::Client;
 
-async fn post(c: &Client, path: &str, body: Value) -> Value {
-    c.post(path, &body)
-        .await
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
-}
-
-/// The error of a call that must fail: (status, message).
-async fn fails(r: Result<Value, stratus_client::ClientError>) -> (u16, String) {
-    match r {
-        Ok(v) => panic!("expected an error, got {v}"),
-        Err(e) => (status::<Value>(Err(e.clone())), e.to_string()),
-    }
-}
-
 /// Wait for a request to leave approving/approved/provisioning.
 async fn finished(c: &Client, id: &str) -> Value {
     wait(&format!("request {id} to finish"), 60, || async {
@@ -56,12 +42,7 @@ fn seat(user: &str) -> Value {
 
 #[tokio::test]
 async fn five_levels_and_ten_approvers_lead_to_a_running_guest() {
-    let ts = TestServer::start_with(|c| {
-        c.local_agent.enabled = true;
-        c.local_agent.hypervisor = "tcg".into();
-        c.compute.report_interval_secs = 2;
-    })
-    .await;
+    let ts = TestServer::start_with(tcg_guests).await;
     let admin = ts.admin().await;
     let sec = ts.secadmin().await;
     let a = tree(&admin, "A").await;

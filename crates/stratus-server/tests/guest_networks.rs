@@ -30,10 +30,6 @@ async fn gone(c: &Client, path: &str) {
     .await
 }
 
-async fn post(c: &Client, path: &str, body: Value) -> Value {
-    c.post(path, &body).await.unwrap()
-}
-
 /// Run in a guest; the output.
 async fn run(sh: &mut SerialShell, cmd: &str) -> String {
     sh.run(cmd, Duration::from_secs(60)).await.unwrap()
@@ -145,12 +141,7 @@ fn dnsmasqs(dir: &Path) -> usize {
 
 #[tokio::test]
 async fn vpcs_isolate_peer_nat_and_filter_real_guests() {
-    let ts = TestServer::start_with(|c| {
-        c.local_agent.enabled = true;
-        c.local_agent.hypervisor = "tcg".into();
-        c.compute.report_interval_secs = 2;
-    })
-    .await;
+    let ts = TestServer::start_with(tcg_guests).await;
     let admin = ts.admin().await;
     let t = tree(&admin, "A").await;
     tiny_guest_setup(&admin).await;

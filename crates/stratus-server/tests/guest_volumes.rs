@@ -77,10 +77,6 @@ async fn run(sh: &mut SerialShell, cmd: &str) -> String {
     sh.run(cmd, Duration::from_secs(60)).await.unwrap()
 }
 
-async fn post(c: &Client, path: &str, body: Value) -> Value {
-    c.post(path, &body).await.unwrap()
-}
-
 async fn setup(ts: &TestServer) -> (Client, Tree) {
     let admin = ts.admin().await;
     let t = tree(&admin, "A").await;
@@ -138,12 +134,7 @@ async fn head(sh: &mut SerialShell, dev: &str, n: usize) -> String {
 
 #[tokio::test]
 async fn volumes_attach_move_grow_snapshot_revert_and_restore_in_real_guests() {
-    let ts = TestServer::start_with(|c| {
-        c.local_agent.enabled = true;
-        c.local_agent.hypervisor = "tcg".into();
-        c.compute.report_interval_secs = 2;
-    })
-    .await;
+    let ts = TestServer::start_with(tcg_guests).await;
     let (admin, t) = setup(&ts).await;
     let vm1 = boot(&admin, &t, "app1").await;
     let vm2 = boot(&admin, &t, "app2").await;
@@ -332,12 +323,7 @@ async fn volumes_attach_move_grow_snapshot_revert_and_restore_in_real_guests() {
 
 #[tokio::test]
 async fn io_tiers_are_enforced_on_the_running_guest() {
-    let ts = TestServer::start_with(|c| {
-        c.local_agent.enabled = true;
-        c.local_agent.hypervisor = "tcg".into();
-        c.compute.report_interval_secs = 2;
-    })
-    .await;
+    let ts = TestServer::start_with(tcg_guests).await;
     let (admin, t) = setup(&ts).await;
     let vm = boot(&admin, &t, "bench1").await;
     let mut sh = shell(&ts, &admin, &vm).await;
@@ -376,12 +362,7 @@ async fn io_tiers_are_enforced_on_the_running_guest() {
 
 #[tokio::test]
 async fn an_instance_boots_from_a_volume_with_data_volumes_attached_at_boot() {
-    let ts = TestServer::start_with(|c| {
-        c.local_agent.enabled = true;
-        c.local_agent.hypervisor = "tcg".into();
-        c.compute.report_interval_secs = 2;
-    })
-    .await;
+    let ts = TestServer::start_with(tcg_guests).await;
     let (admin, t) = setup(&ts).await;
     // A bootable volume holding the image, and an empty data volume.
     let boot: Vec<Value> = admin

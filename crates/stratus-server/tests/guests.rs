@@ -11,9 +11,7 @@ use stratus_client::Client;
 
 async fn start() -> TestServer {
     TestServer::start_with(|c| {
-        c.local_agent.enabled = true;
-        c.local_agent.hypervisor = "tcg".into();
-        c.compute.report_interval_secs = 2;
+        tcg_guests(c);
         c.compute.host_down_after_secs = 30;
     })
     .await
@@ -357,9 +355,7 @@ async fn restarting_the_control_plane_and_agent_keeps_the_guest_running_and_mana
 async fn a_fault_at_every_agent_build_step_leaves_no_process_no_file_no_quota() {
     for fault in ["agent.image", "agent.disk", "agent.cidata", "agent.start"] {
         let ts = TestServer::start_with(|c| {
-            c.local_agent.enabled = true;
-            c.local_agent.hypervisor = "tcg".into();
-            c.compute.report_interval_secs = 2;
+            tcg_guests(c);
             c.faults = vec![fault.to_string()];
         })
         .await;

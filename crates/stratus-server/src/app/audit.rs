@@ -62,3 +62,50 @@ pub async fn audit_export(app: &App, p: &Principal, mut f: AuditFilter) -> Resul
     }
     Ok(out)
 }
+
+/// Work the platform does after the call that asked for it (provisioning an order, making
+/// a stack's resources): which call it belongs to, for its audit records.
+pub struct Background {
+    /// `ORDER`, `STACK`: what the records' method column shows.
+    pub method: &'static str,
+    pub request_id: String,
+    pub path: String,
+    pub vdc_id: uuid::Uuid,
+}
+
+/// Record one step of background work: what was done to which object, as whom, and how it
+/// went. A failure to write is logged, not returned: the work itself is done.
+pub async fn background(
+    app: &App,
+    ctx: &Background,
+    p: &Principal,
+    operation: &str,
+    object: (&str, String),
+    ok: bool,
+    message: String,
+) {
+    let record = crate::store::AuditRecord {
+        at: crate::store::now_text(),
+        request_id: ctx.request_id.clone(),
+        user_id: Some(p.user_id),
+        user_name: p.name.clone(),
+        vdc_id: Some(ctx.vdc_id),
+        source_ip: String::new(),
+        method: ctx.method.into(),
+        path: ctx.path.clone(),
+        operation: operation.into(),
+        object_type: object.0.into(),
+        object_id: object.1,
+        result: if ok {
+            stratus_api::AuditResult::Success
+        } else {
+            stratus_api::AuditResult::Failure
+        },
+        status: if ok { 200 } else { 409 },
+        duration_us: 0,
+        message,
+    };
+    if let Err(e) = app.store.audit_insert(&record).await {
+        tracing::error!(error = %e, operation, "cannot write the audit record of background work");
+    }
+}

@@ -17,6 +17,7 @@ pub mod orgs;
 pub mod projects;
 pub mod quotas;
 pub mod requests;
+pub mod stacks;
 pub mod users;
 pub mod vdcs;
 pub mod volumes;

@@ -76,7 +76,7 @@ async fn writable<T>(
     Ok(item)
 }
 
-async fn writable_project(app: &App, p: &Principal, id: Uuid) -> Result<(Uuid, Uuid)> {
+pub(crate) async fn writable_project(app: &App, p: &Principal, id: Uuid) -> Result<(Uuid, Uuid)> {
     let (project, chain) = app
         .project_visible(p, id)
         .await

@@ -18,7 +18,7 @@ use super::catalog::{check_value, default_levels, flow_for, parameter_type, requ
 use super::{require_seen, App};
 use crate::authz::{GrantScope, Perm, Principal, Target};
 use crate::error::{Error, Result};
-use crate::store::{AuditRecord, Paging, RequestScope};
+use crate::store::{Paging, RequestScope};
 use crate::validate;
 
 /// How often a decision is retried when another decision landed in between.
@@ -651,30 +651,13 @@ async fn audit(
     ok: bool,
     message: String,
 ) {
-    let record = AuditRecord {
-        at: crate::store::now_text(),
+    let ctx = super::audit::Background {
+        method: "ORDER",
         request_id: format!("order-{}", r.id),
-        user_id: Some(p.user_id),
-        user_name: p.name.clone(),
-        vdc_id: Some(r.vdc_id),
-        source_ip: String::new(),
-        method: "ORDER".into(),
         path: format!("/v1/requests/{}", r.id),
-        operation: operation.into(),
-        object_type: object.0.into(),
-        object_id: object.1,
-        result: if ok {
-            stratus_api::AuditResult::Success
-        } else {
-            stratus_api::AuditResult::Failure
-        },
-        status: if ok { 200 } else { 409 },
-        duration_us: 0,
-        message,
+        vdc_id: r.vdc_id,
     };
-    if let Err(e) = app.store.audit_insert(&record).await {
-        tracing::error!(error = %e, "cannot write the audit record of an order");
-    }
+    super::audit::background(app, &ctx, p, operation, object, ok, message).await
 }
 
 fn text(v: &Map<String, Value>, k: &str) -> Option<String> {

@@ -8,6 +8,7 @@ pub mod compute;
 pub mod extract;
 pub mod identity;
 pub mod networks;
+pub mod stacks;
 pub mod storage;
 pub mod volumes;
 
@@ -38,7 +39,7 @@ use extract::Authenticated;
 #[openapi(
     info(
         title = "Stratus API",
-        description = "Stratus government cloud platform: identity, tenancy (organizations, VDCs, projects), quotas, audit, compute, block storage, networking, and the service catalog with approvals. \
+        description = "Stratus government cloud platform: identity, tenancy (organizations, VDCs, projects), quotas, audit, compute, block storage, networking, the service catalog with approvals, and orchestration stacks. \
                        Authenticate with `Authorization: Bearer <token>` from `auth_login`, or sign requests with an access key \
                        (AWS4-HMAC-SHA256, service `stratus`). Errors: `{\"error\": {\"code\", \"message\", \"request_id\"}}`."
     ),
@@ -67,6 +68,7 @@ use extract::Authenticated;
         (name = "buckets", description = "Object storage buckets: usage and quotas (data through the S3 endpoint)"),
         (name = "catalog", description = "The service catalog and approval flows"),
         (name = "requests", description = "Requests for services, changes and releases; their approval and orders"),
+        (name = "stacks", description = "Orchestration: templates and the stacks of resources made from them"),
         (name = "agent", description = "The host agents' protocol (host credentials, not user tokens)"),
         (name = "system", description = "Health, metrics and consistency checks")
     )
@@ -277,6 +279,14 @@ fn api_router() -> OpenApiRouter<AppRef> {
         .routes(routes!(catalog::request_reject))
         .routes(routes!(catalog::request_cancel))
         .routes(routes!(catalog::approval_queue))
+        .routes(routes!(stacks::template_validate))
+        .routes(routes!(stacks::stack_list, stacks::stack_create))
+        .routes(routes!(
+            stacks::stack_view,
+            stacks::stack_update,
+            stacks::stack_delete
+        ))
+        .routes(routes!(stacks::stack_template))
         .routes(routes!(compute::agent_join))
         .routes(routes!(compute::agent_desired))
         .routes(routes!(compute::agent_report))

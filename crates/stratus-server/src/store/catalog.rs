@@ -8,18 +8,9 @@ use uuid::Uuid;
 
 use super::{
     col_i64, col_opt_uuid, col_str, col_time, col_uuid, is_foreign_key_violation,
-    is_unique_violation, now_text, time_text, Arg, Conds, Paging, Store,
+    is_unique_violation, json_col, json_text, now_text, time_text, Arg, Conds, Paging, Store,
 };
 use crate::error::{Error, Result};
-
-fn json_col<T: serde::de::DeserializeOwned>(r: &AnyRow, col: &str) -> Result<T> {
-    serde_json::from_str(&col_str(r, col)?)
-        .map_err(|e| Error::internal(format!("column {col} holds bad JSON: {e}")))
-}
-
-fn json_text<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
-}
 
 fn kind_parse(s: &str) -> Result<ServiceKind> {
     serde_json::from_value(serde_json::Value::String(s.to_string()))

@@ -16,6 +16,7 @@ mod orgs;
 mod projects;
 mod quotas;
 mod settings;
+mod stacks;
 mod tokens;
 mod users;
 mod vdcs;
@@ -36,6 +37,7 @@ pub use objects::{
     PartRow, UploadRow,
 };
 pub use quotas::QuotaDelta;
+pub use stacks::StackRow;
 pub use tokens::SessionRow;
 pub use users::{NewUser, UserRow};
 pub use volumes::{
@@ -365,6 +367,18 @@ pub fn like_contains(text: &str) -> Arg {
 }
 
 /// Objects that lists sort by `name` or `created_at`, then `id`.
+pub(crate) fn json_col<T: serde::de::DeserializeOwned>(
+    r: &AnyRow,
+    col: &str,
+) -> crate::error::Result<T> {
+    serde_json::from_str(&col_str(r, col)?)
+        .map_err(|e| Error::internal(format!("column {col} holds bad JSON: {e}")))
+}
+
+pub(crate) fn json_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
 pub trait Sortable {
     fn sort_value(&self, column: &str) -> String;
     fn id_text(&self) -> String;
@@ -397,6 +411,7 @@ sortable!(
     stratus_api::Backup,
     stratus_api::BackupPolicy,
     stratus_api::Vpc,
+    stratus_api::Stack,
     stratus_api::Subnet,
     stratus_api::Port,
     stratus_api::SecurityGroup,

@@ -148,6 +148,29 @@ pub async fn tiny_guest_setup(admin: &Client) {
     .await;
 }
 
+/// A control plane whose local agent runs real guests under TCG and reports every 2 s:
+/// `TestServer::start_with(tcg_guests)`.
+pub fn tcg_guests(c: &mut Config) {
+    c.local_agent.enabled = true;
+    c.local_agent.hypervisor = "tcg".into();
+    c.compute.report_interval_secs = 2;
+}
+
+/// POST that must succeed; its answer.
+pub async fn post(c: &Client, path: &str, body: Value) -> Value {
+    c.post(path, &body)
+        .await
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+}
+
+/// The error of a call that must fail: (status, message).
+pub async fn fails(r: Result<Value, stratus_client::ClientError>) -> (u16, String) {
+    match r {
+        Ok(v) => panic!("expected an error, got {v}"),
+        Err(e) => (status::<Value>(Err(e.clone())), e.to_string()),
+    }
+}
+
 /// Poll `f` until it gives a value, for at most `secs` seconds (failing the test then).
 pub async fn wait<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
 where

@@ -1,0 +1,27 @@
+-- Orchestration stacks: the template as given, parameter values, and each resource's
+-- record (JSON, read and written whole with the stack under its version).
+
+CREATE TABLE stacks (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    vdc_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    template TEXT NOT NULL,
+    parameters TEXT NOT NULL,
+    status TEXT NOT NULL,
+    status_reason TEXT NOT NULL DEFAULT '',
+    on_failure TEXT NOT NULL,
+    resources TEXT NOT NULL,
+    outputs TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    -- Whose rights the action under way runs with (resumed with them after a restart).
+    actor_id TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (project_id, name)
+);
+
+CREATE INDEX stacks_vdc ON stacks (vdc_id);
+CREATE INDEX stacks_status ON stacks (status);
