@@ -237,7 +237,7 @@ pub enum OrderCmd {
 }
 
 /// `name=value` pairs into a JSON object: numbers, booleans and JSON literals as such.
-fn parameters(set: &[String]) -> anyhow::Result<Map<String, Value>> {
+pub(crate) fn parameters(set: &[String]) -> anyhow::Result<Map<String, Value>> {
     let mut m = Map::new();
     for s in set {
         let (k, v) = s

@@ -138,6 +138,9 @@ pub enum Command {
     /// Orders: approved requests and what provisioning made.
     #[command(subcommand)]
     Order(crate::catalog_cli::OrderCmd),
+    /// Orchestration: stacks of resources made from YAML templates.
+    #[command(subcommand)]
+    Stack(crate::stack_cli::StackCmd),
     /// Recount quota usage from the real resources and report counters that disagree.
     Check,
 }
@@ -1144,6 +1147,7 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
         Command::Request(cmd) => crate::catalog_cli::request(&c, &out, cmd).await?,
         Command::Approval(cmd) => crate::catalog_cli::approval(&c, &out, cmd).await?,
         Command::Order(cmd) => crate::catalog_cli::order(&c, &out, cmd).await?,
+        Command::Stack(cmd) => crate::stack_cli::stack(&c, &out, cmd).await?,
         Command::Vpc(cmd) => crate::net_cli::vpc(&c, &out, cmd).await?,
         Command::Subnet(cmd) => crate::net_cli::subnet(&c, &out, cmd).await?,
         Command::Port(cmd) => crate::net_cli::port(&c, &out, cmd).await?,

@@ -8,6 +8,7 @@ pub mod compute_cli;
 pub mod net_cli;
 pub mod output;
 pub mod settings;
+pub mod stack_cli;
 pub mod volume_cli;
 
 pub use client::{Auth, Client, ClientError};

@@ -712,9 +712,10 @@ async fn kill_9_during_an_s3_upload_leaves_no_partial_object() {
 
 /// The catalog from the command line: an administrator publishes a service and an
 /// approval flow; a department user requests it; the approver decides from the queue; the
-/// order provisions it; bad parameters are refused with the field named.
+/// order provisions it; bad parameters are refused with the field named. Then a stack from
+/// a template file: validated (the error's line shown), made, looked at, deleted.
 #[tokio::test]
-async fn cli_requests_approves_and_provisions_a_service() {
+async fn cli_requests_approves_provisions_and_orchestrates() {
     let dir = temp_dir();
     let (mut server, url) = spawn_server(&dir, &fresh_database().await);
     let (admin_cfg, dept_cfg, boss_cfg) =
@@ -898,5 +899,60 @@ async fn cli_requests_approves_and_provisions_a_service() {
     );
     let (ok, out, _) = as_(&dept_cfg, &["vpc", "list", "--project", &project], None);
     assert!(ok && out.contains("10.10.0.0/16"), "{out}");
+
+    // Orchestration from the CLI: validate, create and wait, look, delete.
+    let template = "parameters:\n  cidr:\n    default: 10.30.0.0/16\nresources:\n  net:\n    type: Stratus::VPC\n    properties:\n      cidr: {get_param: cidr}\n  sub:\n    type: Stratus::Subnet\n    properties:\n      vpc: {get_resource: net}\n      cidr: 10.31.1.0/24\noutputs:\n  subnet_cidr:\n    value: {get_attr: [sub, cidr]}\n";
+    let file = dir.join("net.yaml");
+    std::fs::write(&file, template).unwrap();
+    let broken = dir.join("broken.yaml");
+    std::fs::write(
+        &broken,
+        template.replace("Stratus::Subnet", "Stratus::Subnett"),
+    )
+    .unwrap();
+    let (ok, _, err) = as_(
+        &dept_cfg,
+        &["stack", "validate", "--template", broken.to_str().unwrap()],
+        None,
+    );
+    assert!(
+        !ok && err.contains("resources.sub.type (template line 10, column 11)"),
+        "{err}"
+    );
+    let st = json_ok(
+        &dept_cfg,
+        &[
+            "stack",
+            "create",
+            "portal-net",
+            "--project",
+            &project,
+            "--template",
+            file.to_str().unwrap(),
+            "--set",
+            "cidr=10.31.0.0/16",
+            "--wait",
+        ],
+    );
+    assert_eq!(st["status"], "complete", "{st}");
+    let sid = st["id"].as_str().unwrap().to_string();
+    let (ok, out, _) = as_(&dept_cfg, &["stack", "resources", &sid], None);
+    assert!(
+        ok && out.contains("Stratus::Subnet") && out.matches("complete").count() == 2,
+        "{out}"
+    );
+    let (ok, out, _) = as_(&dept_cfg, &["stack", "outputs", &sid], None);
+    assert!(
+        ok && out.contains("subnet_cidr") && out.contains("10.31.1.0/24"),
+        "{out}"
+    );
+    let (ok, out, _) = as_(&dept_cfg, &["stack", "template", &sid], None);
+    assert!(ok && out == template, "{out}");
+    let (ok, out, _) = as_(&dept_cfg, &["vpc", "list", "--project", &project], None);
+    assert!(ok && out.contains("10.31.0.0/16"), "{out}");
+    let (ok, out, err) = as_(&dept_cfg, &["stack", "delete", &sid, "--wait"], None);
+    assert!(ok && out.contains("Deleted."), "{out}{err}");
+    let (ok, out, _) = as_(&dept_cfg, &["vpc", "list", "--project", &project], None);
+    assert!(ok && !out.contains("10.31.0.0/16"), "{out}");
     server.kill().unwrap();
 }
