@@ -29,6 +29,9 @@ pub enum ServiceKind {
     Bucket,
     /// A sub-VDC of the requester's VDC with its quotas.
     Vdc,
+    /// A stack made from the service's orchestration template; the form's parameters are
+    /// the template's, plus `name` for the stack.
+    Template,
 }
 
 impl ServiceKind {
@@ -40,6 +43,7 @@ impl ServiceKind {
             ServiceKind::ElasticIp => "elastic_ip",
             ServiceKind::Bucket => "bucket",
             ServiceKind::Vdc => "vdc",
+            ServiceKind::Template => "template",
         }
     }
 }
@@ -127,6 +131,9 @@ pub struct Service {
     pub vdc_ids: Vec<Uuid>,
     /// Unpublished services are seen by catalog administrators only.
     pub published: bool,
+    /// For `template` services: the orchestration template (docs/stacks.md).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub template: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -149,6 +156,10 @@ pub struct ServiceCreate {
     pub vdc_ids: Vec<Uuid>,
     #[serde(default = "yes")]
     pub published: bool,
+    /// For `template` services (only): the orchestration template; its parameters are the
+    /// form's.
+    #[serde(default)]
+    pub template: String,
 }
 
 fn yes() -> bool {
@@ -172,6 +183,9 @@ pub struct ServiceUpdate {
     pub vdc_ids: Option<Vec<Uuid>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published: Option<bool>,
+    /// A new template (template services); the form is checked against it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]

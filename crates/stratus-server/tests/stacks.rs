@@ -600,3 +600,166 @@ async fn invalid_templates_say_where_the_error_is() {
     assert!(stacks.is_empty());
     ts.stop().await;
 }
+
+/// Approve a request (one level) and wait for its order to finish.
+async fn approved(approver: &Client, requester: &Client, r: &Value) -> Value {
+    post(
+        approver,
+        &format!("/v1/requests/{}/approve", id(r)),
+        json!({}),
+    )
+    .await;
+    wait("the order", 60, || async {
+        let r: Value = requester
+            .get(&format!("/v1/requests/{}", id(r)), &[])
+            .await
+            .unwrap();
+        (r["status"] == "completed" || r["status"] == "failed").then_some(r)
+    })
+    .await
+}
+
+const NET_SERVICE: &str = "\
+parameters:
+  cidr:
+    type: string
+    default: 10.40.0.0/16
+resources:
+  net:
+    type: Stratus::VPC
+    properties:
+      cidr: {get_param: cidr}
+  sub:
+    type: Stratus::Subnet
+    properties:
+      vpc: {get_resource: net}
+      cidr: 10.40.1.0/24
+";
+
+/// A template published as a catalog service: its parameters join the form, an approved
+/// request makes the stack, a release request removes it, and a failing one leaves nothing.
+#[tokio::test]
+async fn a_template_published_as_a_service_is_ordered_and_released() {
+    let ts = TestServer::start().await;
+    let admin = ts.admin().await;
+    let sec = ts.secadmin().await;
+    let a = tree(&admin, "A").await;
+    let (_, member) = user_with_role(
+        &ts,
+        &sec,
+        "member1",
+        Some(&a.child),
+        Some(("member", "project", &a.project)),
+    )
+    .await;
+    let (_, vadm) = user_with_role(
+        &ts,
+        &sec,
+        "vadm",
+        Some(&a.top),
+        Some(("vdc_admin", "vdc", &a.top)),
+    )
+    .await;
+    let svc = |body: Value| {
+        let admin = &admin;
+        async move { admin.post::<Value>("/v1/services", &body).await }
+    };
+    for (body, want) in [
+        (
+            json!({"name": "x", "kind": "template"}),
+            "template: a template service needs its orchestration template",
+        ),
+        (
+            json!({"name": "x", "kind": "vpc", "template": NET_SERVICE}),
+            "template: only template services take a template",
+        ),
+        (
+            json!({"name": "x", "kind": "template", "template": NET_SERVICE.replace("Stratus::VPC", "VPC")}),
+            "resources.net.type (template line 7, column 11)",
+        ),
+        (
+            json!({"name": "x", "kind": "template", "template": NET_SERVICE,
+                "parameters": [{"name": "size"}]}),
+            "parameters[0].name",
+        ),
+    ] {
+        let (st, msg) = fails(svc(body).await).await;
+        assert_eq!(st, 400, "{msg}");
+        assert!(msg.contains(want), "wanted {want:?} in {msg}");
+    }
+    let service = svc(json!({"name": "VPC with a subnet", "kind": "template",
+        "template": NET_SERVICE,
+        "parameters": [{"name": "cidr", "allowed": ["10.40.0.0/16", "10.40.0.0/17"]}]}))
+    .await
+    .unwrap();
+    assert_eq!(service["template"], NET_SERVICE);
+    let names: Vec<&str> = service["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cidr", "name"], "the stack's name is asked for");
+
+    let ask = |params: Value| json!({"service_id": id(&service), "project_id": a.project, "parameters": params});
+    let (st, msg) = fails(
+        member
+            .post::<Value>(
+                "/v1/requests",
+                &ask(json!({"name": "portal", "cidr": "10.99.0.0/16"})),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(msg.contains("parameters.cidr"), "{msg}");
+    let r = post(
+        &member,
+        "/v1/requests",
+        ask(json!({"name": "portal", "cidr": "10.40.0.0/17"})),
+    )
+    .await;
+    let done = approved(&vadm, &member, &r).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["resources"][0]["type"], "stack");
+    let sid = done["resources"][0]["id"].as_str().unwrap().to_string();
+    let stack: Value = member.get(&format!("/v1/stacks/{sid}"), &[]).await.unwrap();
+    assert_eq!(stack["status"], "complete");
+    assert_eq!(stack["name"], "portal");
+    assert_eq!(stack["parameters"]["cidr"], "10.40.0.0/17");
+    let vpcs = items(&member, "/v1/vpcs", &a.project).await;
+    assert_eq!(vpcs.len(), 1);
+    assert_eq!(vpcs[0]["cidr"], "10.40.0.0/17");
+
+    // Release through a request: the whole stack goes.
+    let rel = post(
+        &member,
+        "/v1/requests",
+        json!({"action": "release", "resource_id": sid, "project_id": a.project}),
+    )
+    .await;
+    let done = approved(&vadm, &member, &rel).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    gone(&member, &sid, 30).await;
+    assert!(items(&member, "/v1/vpcs", &a.project).await.is_empty());
+
+    // No VPC allowed: the order fails with the stack's reason, and no stack is left.
+    let _: Value = admin
+        .put(
+            &format!("/v1/projects/{}/quota", a.project),
+            &json!({"limits": {"vpcs": 0}}),
+        )
+        .await
+        .unwrap();
+    let r = post(&member, "/v1/requests", ask(json!({"name": "portal2"}))).await;
+    let done = approved(&vadm, &member, &r).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    let reason = done["status_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("resource net (Stratus::VPC) failed") && reason.contains("quota"),
+        "{reason}"
+    );
+    let stacks: Vec<Value> = list_all(&member, "/v1/stacks", vec![]).await;
+    assert!(stacks.is_empty(), "{stacks:?}");
+    ts.stop().await;
+}

@@ -25,3 +25,6 @@ CREATE TABLE stacks (
 
 CREATE INDEX stacks_vdc ON stacks (vdc_id);
 CREATE INDEX stacks_status ON stacks (status);
+
+-- Template services keep their orchestration template.
+ALTER TABLE services ADD COLUMN template TEXT NOT NULL DEFAULT '';

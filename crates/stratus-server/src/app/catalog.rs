@@ -142,6 +142,8 @@ const VDC: &[Known] = &[
     p("security_groups", I, false, "Quota: security groups"),
 ];
 
+const TEMPLATE: &[Known] = &[p("name", S, true, "Name of the stack")];
+
 fn known(kind: ServiceKind) -> &'static [Known] {
     match kind {
         ServiceKind::Instance => INSTANCE,
@@ -150,10 +152,46 @@ fn known(kind: ServiceKind) -> &'static [Known] {
         ServiceKind::ElasticIp => ELASTIC_IP,
         ServiceKind::Bucket => BUCKET,
         ServiceKind::Vdc => VDC,
+        ServiceKind::Template => TEMPLATE,
     }
 }
 
-const KINDS: [(ServiceKind, &str); 6] = [
+/// A parameter a service may put on its form.
+pub struct Field {
+    pub name: String,
+    pub kind: ParameterType,
+    pub required: bool,
+}
+
+/// The parameters a service's form may hold: its kind's, and for a template service the
+/// template's own (those without a default are required).
+pub fn fields(kind: ServiceKind, template: &str) -> Result<Vec<Field>> {
+    let mut out: Vec<Field> = known(kind)
+        .iter()
+        .map(|k| Field {
+            name: k.name.to_string(),
+            kind: k.kind,
+            required: k.required,
+        })
+        .collect();
+    if kind == ServiceKind::Template {
+        let t = super::stacks::template::parse(template)?;
+        for tp in &t.params {
+            out.push(Field {
+                name: tp.name.clone(),
+                kind: match tp.kind {
+                    super::stacks::template::ParamKind::String => ParameterType::String,
+                    super::stacks::template::ParamKind::Number => ParameterType::Integer,
+                    super::stacks::template::ParamKind::Boolean => ParameterType::Boolean,
+                },
+                required: tp.default.is_none(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+const KINDS: [(ServiceKind, &str); 7] = [
     (ServiceKind::Instance, "Virtual machines (ECS)"),
     (ServiceKind::Volume, "Block storage volumes (EVS)"),
     (ServiceKind::Vpc, "A virtual private cloud"),
@@ -163,17 +201,11 @@ const KINDS: [(ServiceKind, &str); 6] = [
         ServiceKind::Vdc,
         "A sub-VDC of the requester's VDC with its quotas (made by the last approver)",
     ),
+    (
+        ServiceKind::Template,
+        "A stack from the service's orchestration template (its parameters join the form)",
+    ),
 ];
-
-/// The type of a kind's parameter, if the kind has it.
-pub fn parameter_type(kind: ServiceKind, name: &str) -> Option<ParameterType> {
-    known(kind).iter().find(|k| k.name == name).map(|k| k.kind)
-}
-
-/// The kind's parameters a request must end up with a value for.
-pub fn required_parameters(kind: ServiceKind) -> impl Iterator<Item = &'static str> {
-    known(kind).iter().filter(|k| k.required).map(|k| k.name)
-}
 
 pub fn service_kinds() -> Vec<ServiceKindInfo> {
     KINDS
@@ -234,12 +266,13 @@ pub fn check_value(field: &str, def: &ServiceParameter, t: ParameterType, v: &Va
 }
 
 /// A service's form: known names, no repeats, consistent defaults, allowed values and bounds.
-fn check_form(kind: ServiceKind, params: &mut Vec<ServiceParameter>) -> Result<()> {
+fn check_form(kind: ServiceKind, template: &str, params: &mut Vec<ServiceParameter>) -> Result<()> {
+    let known = fields(kind, template)?;
     let mut seen = std::collections::HashSet::new();
     for (i, d) in params.iter_mut().enumerate() {
         let f = |x: &str| format!("parameters[{i}].{x}");
-        let Some(t) = parameter_type(kind, &d.name) else {
-            let names: Vec<&str> = known(kind).iter().map(|k| k.name).collect();
+        let Some(t) = known.iter().find(|k| k.name == d.name).map(|k| k.kind) else {
+            let names: Vec<&str> = known.iter().map(|k| k.name.as_str()).collect();
             return Err(Error::invalid(
                 &f("name"),
                 &format!(
@@ -288,7 +321,7 @@ fn check_form(kind: ServiceKind, params: &mut Vec<ServiceParameter>) -> Result<(
                 ))
             }
             None if d.mode == ParameterMode::Approver
-                && known(kind).iter().any(|k| k.name == d.name && k.required) =>
+                && known.iter().any(|k| k.name == d.name && k.required) =>
             {
                 return Err(Error::invalid(
                     &f("default"),
@@ -299,11 +332,11 @@ fn check_form(kind: ServiceKind, params: &mut Vec<ServiceParameter>) -> Result<(
         }
     }
     // What a request cannot do without and the form left out, the requester fills in.
-    for k in known(kind).iter().filter(|k| k.required) {
+    for k in known.iter().filter(|k| k.required) {
         if !params.iter().any(|d| d.name == k.name) {
             params.push(ServiceParameter {
-                name: k.name.to_string(),
-                label: k.name.to_string(),
+                name: k.name.clone(),
+                label: k.name.clone(),
                 mode: ParameterMode::Requester,
                 default: None,
                 allowed: vec![],
@@ -365,6 +398,22 @@ pub fn service_open_to(s: &Service, chain: &[Uuid]) -> bool {
     s.published && (s.vdc_ids.is_empty() || chain.iter().any(|c| s.vdc_ids.contains(c)))
 }
 
+/// A template service has a valid template; other kinds have none.
+fn check_template(kind: ServiceKind, template: &str) -> Result<()> {
+    match (kind, template.is_empty()) {
+        (ServiceKind::Template, true) => Err(Error::invalid(
+            "template",
+            "a template service needs its orchestration template",
+        )),
+        (ServiceKind::Template, false) => super::stacks::template::parse(template).map(drop),
+        (_, false) => Err(Error::invalid(
+            "template",
+            "only template services take a template",
+        )),
+        (_, true) => Ok(()),
+    }
+}
+
 pub async fn service_kind_list(_app: &App, _p: &Principal) -> Result<Vec<ServiceKindInfo>> {
     Ok(service_kinds())
 }
@@ -375,8 +424,9 @@ pub async fn service_create(app: &App, p: &Principal, b: ServiceCreate) -> Resul
     validate::description("description", &b.description)?;
     validate::description("icon", &b.icon)?;
     validate::description("category", &b.category)?;
+    check_template(b.kind, &b.template)?;
     let mut parameters = b.parameters;
-    check_form(b.kind, &mut parameters)?;
+    check_form(b.kind, &b.template, &mut parameters)?;
     check_vdcs(app, &b.vdc_ids).await?;
     let now = Utc::now();
     let s = Service {
@@ -389,6 +439,7 @@ pub async fn service_create(app: &App, p: &Principal, b: ServiceCreate) -> Resul
         parameters,
         vdc_ids: b.vdc_ids,
         published: b.published,
+        template: b.template,
         created_at: now,
         updated_at: now,
     };
@@ -440,10 +491,14 @@ pub async fn service_update(
             *slot = v;
         }
     }
-    if let Some(mut params) = b.parameters {
-        check_form(s.kind, &mut params)?;
-        s.parameters = params;
+    if let Some(t) = b.template {
+        check_template(s.kind, &t)?;
+        s.template = t;
     }
+    // The form is checked again against a new template even when it stays.
+    let mut params = b.parameters.unwrap_or_else(|| s.parameters.clone());
+    check_form(s.kind, &s.template, &mut params)?;
+    s.parameters = params;
     if let Some(v) = b.vdc_ids {
         check_vdcs(app, &v).await?;
         s.vdc_ids = v;
@@ -464,15 +519,17 @@ pub async fn service_delete(app: &App, p: &Principal, id: Uuid) -> Result<()> {
 /// The values a new request provisions with: the requester's (only where the form lets the
 /// requester set them), then defaults and locked values; every required one present.
 pub fn request_values(s: &Service, given: &Map<String, Value>) -> Result<Map<String, Value>> {
+    let known = fields(s.kind, &s.template)?;
     let mut out = Map::new();
     for (k, v) in given {
         let field = format!("parameters.{k}");
         let Some(def) = s.parameters.iter().find(|d| d.name == *k) else {
             return Err(Error::invalid(
                 &field,
-                &match parameter_type(s.kind, k) {
-                    Some(_) => format!("the service {:?} does not offer it", s.name),
-                    None => format!("{} services have no such parameter", s.kind.as_str()),
+                &if known.iter().any(|f| f.name == *k) {
+                    format!("the service {:?} does not offer it", s.name)
+                } else {
+                    format!("{} services have no such parameter", s.kind.as_str())
                 },
             ));
         };
@@ -488,8 +545,7 @@ pub fn request_values(s: &Service, given: &Map<String, Value>) -> Result<Map<Str
             }
             ParameterMode::Requester => {}
         }
-        let t = parameter_type(s.kind, k).unwrap_or(ParameterType::String);
-        check_value(&field, def, t, v)?;
+        check_value(&field, def, def.kind.unwrap_or(ParameterType::String), v)?;
         out.insert(k.clone(), v.clone());
     }
     for d in &s.parameters {
@@ -497,9 +553,12 @@ pub fn request_values(s: &Service, given: &Map<String, Value>) -> Result<Map<Str
             out.insert(d.name.clone(), v.clone());
         }
     }
-    for r in required_parameters(s.kind) {
-        if !out.contains_key(r) {
-            return Err(Error::invalid(&format!("parameters.{r}"), "is required"));
+    for r in known.iter().filter(|f| f.required) {
+        if !out.contains_key(&r.name) {
+            return Err(Error::invalid(
+                &format!("parameters.{}", r.name),
+                "is required",
+            ));
         }
     }
     Ok(out)

@@ -451,6 +451,62 @@ pub async fn instance_delete(app: &App, p: &Principal, id: Uuid, request_id: &st
     Ok(())
 }
 
+/// Wait until an instance is in `want` with no task under way (an error when it fails).
+pub async fn instance_settled(
+    app: &App,
+    p: &Principal,
+    id: Uuid,
+    want: InstanceStatus,
+) -> Result<Instance> {
+    super::until(
+        &format!("instance {id} becoming {}", want.as_str()),
+        || async {
+            let i = instance_view(app, p, id).await?;
+            if i.status == want && i.task.is_none() {
+                Ok(Some(i))
+            } else if i.status == InstanceStatus::Error {
+                Err(Error::conflict(format!(
+                    "instance {id} is in error: {}",
+                    i.status_reason
+                )))
+            } else {
+                Ok(None)
+            }
+        },
+    )
+    .await
+}
+
+/// Resize an instance whatever its power state: a running guest is stopped, resized and
+/// started again (a resize itself needs it stopped); background work only, as it waits.
+pub async fn instance_resize_restarting(
+    app: &App,
+    p: &Principal,
+    id: Uuid,
+    flavor: &str,
+    request_id: &str,
+) -> Result<()> {
+    let was_running = instance_view(app, p, id).await?.status == InstanceStatus::Running;
+    let act = |action, flavor: Option<String>| InstanceAction {
+        action,
+        hard: false,
+        timeout_secs: None,
+        flavor,
+    };
+    if was_running {
+        instance_action(app, p, id, act(InstanceActionKind::Stop, None), request_id).await?;
+        instance_settled(app, p, id, InstanceStatus::Stopped).await?;
+    }
+    let resize = act(InstanceActionKind::Resize, Some(flavor.to_string()));
+    instance_action(app, p, id, resize, request_id).await?;
+    instance_settled(app, p, id, InstanceStatus::Stopped).await?;
+    if was_running {
+        instance_action(app, p, id, act(InstanceActionKind::Start, None), request_id).await?;
+        instance_settled(app, p, id, InstanceStatus::Running).await?;
+    }
+    Ok(())
+}
+
 pub async fn instance_action(
     app: &App,
     p: &Principal,

@@ -113,6 +113,32 @@ pub fn require_global(p: &Principal, perm: Perm) -> Result<()> {
     }
 }
 
+/// How long background work waits for one resource to become usable (an instance to run,
+/// a volume to be made, an attachment to reach the guest) or to go away.
+pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(900);
+const POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Poll until `f` gives a value (or an error), for at most [`READY_TIMEOUT`].
+pub(crate) async fn until<T, F, Fut>(what: &str, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = std::time::Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Some(v) = f().await? {
+            return Ok(v);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Error::conflict(format!(
+                "{what} did not happen within {} s",
+                READY_TIMEOUT.as_secs()
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// The principal of a user acting outside a request (provisioning an approved order as its
 /// requester): their grants now, or none when the account is gone or disabled.
 pub async fn auth_principal(app: &App, user: Uuid) -> Result<Option<Principal>> {

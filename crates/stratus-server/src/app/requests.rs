@@ -7,14 +7,14 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde_json::{Map, Value};
 use stratus_api::{
-    Approver, Decision, DecisionKind, ElasticIpCreate, InstanceAction, InstanceActionKind,
-    InstanceCreate, ListParams, NicRequest, OrderResource, Page, ParameterMode, ParameterType,
-    QuotaUpdate, Request, RequestAction, RequestCreate, RequestDecide, RequestFilter, RequestLevel,
-    RequestStatus, ServiceKind, VdcCreate, VolumeCreate, VolumeExtend, VpcCreate,
+    Approver, Decision, DecisionKind, ElasticIpCreate, InstanceCreate, ListParams, NicRequest,
+    OrderResource, Page, ParameterMode, ParameterType, QuotaUpdate, Request, RequestAction,
+    RequestCreate, RequestDecide, RequestFilter, RequestLevel, RequestStatus, ServiceKind,
+    VdcCreate, VolumeCreate, VolumeExtend, VpcCreate,
 };
 use uuid::Uuid;
 
-use super::catalog::{check_value, default_levels, flow_for, parameter_type, request_values};
+use super::catalog::{check_value, default_levels, flow_for, request_values};
 use super::{require_seen, App};
 use crate::authz::{GrantScope, Perm, Principal, Target};
 use crate::error::{Error, Result};
@@ -127,9 +127,23 @@ async fn resource_of(
         )?;
         return Ok((ServiceKind::ElasticIp, e.project_id, e.vdc_id, e.address));
     }
+    if app.store.stack_get(id).await?.is_some() {
+        let s = super::stacks::stack_view(app, p, id)
+            .await
+            .map_err(|_| Error::not_found("resource", id))?;
+        let chain = app.store.vdc_chain(s.vdc_id).await?;
+        require_seen(
+            p,
+            Perm::ResourceWrite,
+            &target(s.project_id, &chain),
+            "stack",
+            id,
+        )?;
+        return Ok((ServiceKind::Template, s.project_id, s.vdc_id, s.name));
+    }
     Err(Error::invalid(
         "resource_id",
-        &format!("no instance, volume, VPC or elastic IP {id}"),
+        &format!("no instance, volume, VPC, elastic IP or stack {id}"),
     ))
 }
 
@@ -138,7 +152,11 @@ fn change_parameters(kind: ServiceKind) -> &'static [(&'static str, ParameterTyp
     match kind {
         ServiceKind::Instance => &[("flavor", ParameterType::String)],
         ServiceKind::Volume => &[("size_gib", ParameterType::Integer)],
-        ServiceKind::Vpc | ServiceKind::ElasticIp | ServiceKind::Bucket | ServiceKind::Vdc => &[],
+        ServiceKind::Vpc
+        | ServiceKind::ElasticIp
+        | ServiceKind::Bucket
+        | ServiceKind::Vdc
+        | ServiceKind::Template => &[],
     }
 }
 
@@ -489,8 +507,7 @@ pub async fn request_decide(
                     .and_then(|s| s.parameters.iter().find(|d| d.name == *k))
                     .filter(|d| d.mode == ParameterMode::Approver)
                     .ok_or_else(|| Error::invalid(&field, "is not a parameter approvers set"))?;
-                let t = parameter_type(r.kind, k).unwrap_or(ParameterType::String);
-                check_value(&field, def, t, v)?;
+                check_value(&field, def, def.kind.unwrap_or(ParameterType::String), v)?;
                 r.parameters.insert(k.clone(), v.clone());
             }
         }
@@ -630,6 +647,7 @@ async fn undo(app: &App, p: &Principal, r: &Request) -> usize {
             "elastic_ip" => super::networks::elastic_ip_delete(app, p, res.id).await,
             "bucket" => super::buckets::bucket_delete(app, p, res.id).await,
             "vdc" => super::vdcs::vdc_delete(app, p, res.id).await,
+            "stack" => super::stacks::stack_delete_now(app, p, res.id).await,
             _ => Ok(()),
         };
         match done {
@@ -793,6 +811,30 @@ async fn make_one(
                 name: m.name,
             }
         }
+        ServiceKind::Template => {
+            // The template as the service holds it when provisioning starts.
+            let service = match r.service_id {
+                Some(s) => app.store.service_get(s).await?,
+                None => None,
+            }
+            .ok_or_else(|| Error::conflict("the template service is gone"))?;
+            let mut parameters = v.clone();
+            parameters.remove("name");
+            let b = stratus_api::StackCreate {
+                project_id: r.project_id,
+                name: name.clone(),
+                description: r.description.clone(),
+                template: service.template,
+                parameters,
+                on_failure: stratus_api::OnFailure::Rollback,
+            };
+            let s = super::stacks::stack_create_now(app, p, b).await?;
+            OrderResource {
+                kind: "stack".into(),
+                id: s.id,
+                name: s.name,
+            }
+        }
         ServiceKind::Vdc => {
             let parent = app
                 .store
@@ -854,14 +896,12 @@ async fn change_one(app: &App, p: &Principal, r: &Request) -> Result<OrderResour
         (RequestAction::Release, ServiceKind::ElasticIp) => {
             super::networks::elastic_ip_delete(app, p, id).await?
         }
+        (RequestAction::Release, ServiceKind::Template) => {
+            super::stacks::stack_delete_now(app, p, id).await?
+        }
         (_, ServiceKind::Instance) => {
-            let b = InstanceAction {
-                action: InstanceActionKind::Resize,
-                hard: false,
-                timeout_secs: None,
-                flavor: text(v, "flavor"),
-            };
-            super::instances::instance_action(app, p, id, b, &rid).await?;
+            let flavor = text(v, "flavor").unwrap_or_default();
+            super::instances::instance_resize_restarting(app, p, id, &flavor, &rid).await?
         }
         (_, ServiceKind::Volume) => {
             let b = VolumeExtend {

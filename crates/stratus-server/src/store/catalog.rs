@@ -34,7 +34,7 @@ fn action_parse(s: &str) -> RequestAction {
 }
 
 const SERVICE_COLS: &str =
-    "id, name, description, icon, category, kind, parameters, vdc_ids, published, created_at, updated_at";
+    "id, name, description, icon, category, kind, parameters, vdc_ids, published, template, created_at, updated_at";
 
 fn service_from_row(r: &AnyRow) -> Result<Service> {
     Ok(Service {
@@ -47,6 +47,7 @@ fn service_from_row(r: &AnyRow) -> Result<Service> {
         parameters: json_col(r, "parameters")?,
         vdc_ids: json_col(r, "vdc_ids")?,
         published: col_i64(r, "published")? != 0,
+        template: col_str(r, "template")?,
         created_at: col_time(r, "created_at")?,
         updated_at: col_time(r, "updated_at")?,
     })
@@ -127,7 +128,7 @@ impl Store {
 
     pub async fn service_insert(&self, s: &Service) -> Result<()> {
         let done = sqlx::query(&format!(
-            "INSERT INTO services ({SERVICE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)"
+            "INSERT INTO services ({SERVICE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)"
         ))
         .bind(s.id.to_string())
         .bind(&s.name)
@@ -138,6 +139,7 @@ impl Store {
         .bind(json_text(&s.parameters))
         .bind(json_text(&s.vdc_ids))
         .bind(s.published as i64)
+        .bind(&s.template)
         .bind(time_text(s.created_at))
         .execute(&self.db.write)
         .await;
@@ -173,7 +175,8 @@ impl Store {
     pub async fn service_update(&self, s: &Service) -> Result<()> {
         let done = sqlx::query(
             "UPDATE services SET name = $1, description = $2, icon = $3, category = $4, \
-             parameters = $5, vdc_ids = $6, published = $7, updated_at = $8 WHERE id = $9",
+             parameters = $5, vdc_ids = $6, published = $7, template = $8, updated_at = $9 \
+             WHERE id = $10",
         )
         .bind(&s.name)
         .bind(&s.description)
@@ -182,6 +185,7 @@ impl Store {
         .bind(json_text(&s.parameters))
         .bind(json_text(&s.vdc_ids))
         .bind(s.published as i64)
+        .bind(&s.template)
         .bind(now_text())
         .bind(s.id.to_string())
         .execute(&self.db.write)

@@ -155,8 +155,8 @@ fn pending(r: &template::Res) -> StackResource {
     }
 }
 
-/// Make a stack: answers at once with it `creating`; its resources follow.
-pub async fn stack_create(app: &Arc<App>, p: &Principal, b: StackCreate) -> Result<Stack> {
+/// Check a create and write the stack `creating`, with its resources pending.
+async fn prepare_create(app: &App, p: &Principal, b: StackCreate) -> Result<StackRow> {
     validate::name("name", &b.name)?;
     validate::description("description", &b.description)?;
     let t = template::parse(&b.template)?;
@@ -185,9 +185,39 @@ pub async fn stack_create(app: &Arc<App>, p: &Principal, b: StackCreate) -> Resu
         version: 0,
     };
     app.store.stack_insert(&row).await?;
+    Ok(row)
+}
+
+/// Make a stack: answers at once with it `creating`; its resources follow.
+pub async fn stack_create(app: &Arc<App>, p: &Principal, b: StackCreate) -> Result<Stack> {
+    let row = prepare_create(app, p, b).await?;
     let out = row.api.clone();
     start(app, p.clone(), row, Job::Create);
     Ok(out)
+}
+
+/// Make a stack and wait for it (an approved order of a template service). A create that
+/// fails is rolled back and its record removed; the reason is the error.
+pub async fn stack_create_now(app: &App, p: &Principal, b: StackCreate) -> Result<Stack> {
+    let row = prepare_create(app, p, b).await?;
+    let id = row.api.id;
+    runner(app, p.clone(), row).job(Job::Create).await?;
+    let row = app
+        .store
+        .stack_get(id)
+        .await?
+        .ok_or_else(|| Error::internal(format!("stack {id} vanished")))?;
+    match row.api.status {
+        StackStatus::Complete => Ok(row.api),
+        StackStatus::RolledBack => {
+            app.store.stack_remove(id).await?;
+            Err(Error::conflict(row.api.status_reason))
+        }
+        _ => Err(Error::conflict(format!(
+            "stack {id}: {}",
+            row.api.status_reason
+        ))),
+    }
 }
 
 /// Check that what changes between two templates can change in place: the resource's type
@@ -316,9 +346,7 @@ pub async fn stack_update(
     Ok(out)
 }
 
-/// Remove a stack and everything it made, in reverse dependency order; answers at once
-/// with it `deleting`. It disappears when the last resource is gone.
-pub async fn stack_delete(app: &Arc<App>, p: &Principal, id: Uuid) -> Result<Stack> {
+async fn prepare_delete(app: &App, p: &Principal, id: Uuid) -> Result<StackRow> {
     let mut row = stack_writable(app, p, id).await?;
     row.api.status = StackStatus::Deleting;
     row.api.status_reason = String::new();
@@ -329,9 +357,29 @@ pub async fn stack_delete(app: &Arc<App>, p: &Principal, id: Uuid) -> Result<Sta
         )));
     }
     row.version += 1;
+    Ok(row)
+}
+
+/// Remove a stack and everything it made, in reverse dependency order; answers at once
+/// with it `deleting`. It disappears when the last resource is gone.
+pub async fn stack_delete(app: &Arc<App>, p: &Principal, id: Uuid) -> Result<Stack> {
+    let row = prepare_delete(app, p, id).await?;
     let out = row.api.clone();
     start(app, p.clone(), row, Job::Delete);
     Ok(out)
+}
+
+/// Remove a stack and wait until it is gone (an order undone or released).
+pub async fn stack_delete_now(app: &App, p: &Principal, id: Uuid) -> Result<()> {
+    let row = prepare_delete(app, p, id).await?;
+    runner(app, p.clone(), row).job(Job::Delete).await?;
+    match app.store.stack_get(id).await? {
+        None => Ok(()),
+        Some(row) => Err(Error::conflict(format!(
+            "stack {id}: {}",
+            row.api.status_reason
+        ))),
+    }
 }
 
 /// Take up stacks a restart interrupted: deletes and rollbacks go on; an interrupted create
@@ -388,23 +436,28 @@ enum Job {
     Rollback,
 }
 
+fn runner(app: &App, p: Principal, row: StackRow) -> Run<'_> {
+    let id = row.api.id;
+    Run {
+        app,
+        ctx: Background {
+            method: "STACK",
+            request_id: format!("stack-{id}"),
+            path: format!("/v1/stacks/{id}"),
+            vdc_id: row.api.vdc_id,
+        },
+        p,
+        project: row.api.project_id,
+        state: Mutex::new(row),
+    }
+}
+
+/// Run an action in the background.
 fn start(app: &Arc<App>, p: Principal, row: StackRow, job: Job) {
     let app = app.clone();
     tokio::spawn(async move {
         let id = row.api.id;
-        let run = Run {
-            app: &app,
-            ctx: Background {
-                method: "STACK",
-                request_id: format!("stack-{id}"),
-                path: format!("/v1/stacks/{id}"),
-                vdc_id: row.api.vdc_id,
-            },
-            p,
-            project: row.api.project_id,
-            state: Mutex::new(row),
-        };
-        if let Err(e) = run.job(job).await {
+        if let Err(e) = runner(&app, p, row).job(job).await {
             tracing::error!(stack = %id, error = %e, ?job, "stack action stopped");
         }
     });

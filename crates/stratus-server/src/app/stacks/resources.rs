@@ -2,25 +2,18 @@
 //! it in place, remove it. All through the app functions the API uses, as the stack's
 //! acting user.
 
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Map, Value};
 use stratus_api::{
-    ElasticIpBind, ElasticIpCreate, InstanceAction, InstanceActionKind, InstanceCreate,
-    InstanceStatus, NicRequest, SecurityGroupCreate, SecurityGroupRuleCreate, SubnetCreate,
-    VolumeAttach, VolumeCreate, VolumeDetach, VolumeExtend, VolumeStatus, VpcCreate,
+    ElasticIpBind, ElasticIpCreate, InstanceCreate, InstanceStatus, NicRequest,
+    SecurityGroupCreate, SecurityGroupRuleCreate, SubnetCreate, VolumeAttach, VolumeCreate,
+    VolumeDetach, VolumeExtend, VolumeStatus, VpcCreate,
 };
 use uuid::Uuid;
 
 use super::template::Kind;
 use super::Run;
-use crate::app::{buckets, instances, networks, volumes};
+use crate::app::{buckets, instances, networks, until, volumes};
 use crate::error::{Error, Result};
-
-/// How long one resource may take to become usable (an instance to run, a volume to be
-/// made, an attachment to reach the guest) or to go away.
-const READY_TIMEOUT: Duration = Duration::from_secs(900);
-const POLL: Duration = Duration::from_millis(250);
 
 fn text(p: &Map<String, Value>, k: &str) -> Option<String> {
     p.get(k).and_then(Value::as_str).map(str::to_string)
@@ -59,27 +52,6 @@ fn attrs(pairs: &[(&str, Value)]) -> Map<String, Value> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect()
-}
-
-/// Poll until `f` gives a value (or an error), for at most [`READY_TIMEOUT`].
-async fn until<T, F, Fut>(what: &str, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            return Err(Error::conflict(format!(
-                "{what} did not happen within {} s",
-                READY_TIMEOUT.as_secs()
-            )));
-        }
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 /// Gone already counts as removed.
@@ -250,23 +222,7 @@ async fn instance_ready(
     id: Uuid,
     want: InstanceStatus,
 ) -> Result<Map<String, Value>> {
-    let i = until(
-        &format!("instance {id} becoming {}", want.as_str()),
-        || async {
-            let i = instances::instance_view(run.app, &run.p, id).await?;
-            if i.status == want && i.task.is_none() {
-                Ok(Some(i))
-            } else if i.status == InstanceStatus::Error {
-                Err(Error::conflict(format!(
-                    "instance {id} is in error: {}",
-                    i.status_reason
-                )))
-            } else {
-                Ok(None)
-            }
-        },
-    )
-    .await?;
+    let i = instances::instance_settled(run.app, &run.p, id, want).await?;
     Ok(attrs(&[
         ("id", json!(i.id)),
         ("name", json!(i.name)),
@@ -409,29 +365,8 @@ pub(super) async fn change(
     let rid = run.request_id().to_string();
     match kind {
         Kind::Instance if changed.iter().any(|k| k == "flavor") => {
-            // A resize needs the guest stopped; it runs again afterwards if it ran before.
-            let flavor = text(new, "flavor");
-            let i = instances::instance_view(app, who, id).await?;
-            let was_running = i.status == InstanceStatus::Running;
-            let act = |action, flavor: Option<String>| InstanceAction {
-                action,
-                hard: false,
-                timeout_secs: None,
-                flavor,
-            };
-            if was_running {
-                instances::instance_action(app, who, id, act(InstanceActionKind::Stop, None), &rid)
-                    .await?;
-                instance_ready(run, id, InstanceStatus::Stopped).await?;
-            }
-            instances::instance_action(app, who, id, act(InstanceActionKind::Resize, flavor), &rid)
-                .await?;
-            let a = instance_ready(run, id, InstanceStatus::Stopped).await?;
-            if !was_running {
-                return Ok(a);
-            }
-            instances::instance_action(app, who, id, act(InstanceActionKind::Start, None), &rid)
-                .await?;
+            let flavor = text(new, "flavor").unwrap_or_default();
+            instances::instance_resize_restarting(app, who, id, &flavor, &rid).await?;
             instance_ready(run, id, InstanceStatus::Running).await
         }
         Kind::Volume if changed.iter().any(|k| k == "size_gib") => {
