@@ -651,3 +651,29 @@ pub struct FlavorCreate {
     #[serde(default)]
     pub vdc_ids: Vec<Uuid>,
 }
+
+// ---------------------------------------------------------------- transfers
+
+/// Hand a resource to another project (spec 8.3.1.4 (2)): its quota moves with it, in one
+/// transaction — given back at the old project and its VDCs, taken (within limits) at the
+/// new one.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferCreate {
+    /// An instance, volume, elastic IP or bucket.
+    pub resource_id: Uuid,
+    /// The project it goes to.
+    pub project_id: Uuid,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Transfer {
+    /// `instance`, `volume`, `elastic_ip` or `bucket`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub resource_id: Uuid,
+    pub name: String,
+    pub from_project_id: Uuid,
+    pub to_project_id: Uuid,
+    pub to_vdc_id: Uuid,
+}

@@ -141,6 +141,15 @@ pub enum Command {
     /// Orchestration: stacks of resources made from YAML templates.
     #[command(subcommand)]
     Stack(crate::stack_cli::StackCmd),
+    /// Hand an instance, volume, elastic IP or bucket to another project; its quota moves
+    /// with it (VDC and platform administrators).
+    Transfer {
+        /// The resource's id.
+        resource: Uuid,
+        /// The project it goes to.
+        #[arg(long)]
+        to_project: Uuid,
+    },
     /// Recount quota usage from the real resources and report counters that disagree.
     Check,
 }
@@ -1159,6 +1168,27 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
         Command::Snapshot(cmd) => crate::volume_cli::snapshot(&c, &out, cmd).await?,
         Command::Backup(cmd) => crate::volume_cli::backup(&c, &out, cmd).await?,
         Command::BackupPolicy(cmd) => crate::volume_cli::backup_policy(&c, &out, cmd).await?,
+        Command::Transfer {
+            resource,
+            to_project,
+        } => {
+            let v: Value = c
+                .post(
+                    "/v1/transfers",
+                    &serde_json::json!({"resource_id": resource, "project_id": to_project}),
+                )
+                .await?;
+            out.value(
+                &v,
+                &[
+                    "type",
+                    "resource_id",
+                    "name",
+                    "from_project_id",
+                    "to_project_id",
+                ],
+            );
+        }
         Command::Check => {
             let r: ConsistencyReport = c.get("/v1/system/quota-consistency", &[]).await?;
             if out.format == Format::Table {

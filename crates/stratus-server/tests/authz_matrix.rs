@@ -810,6 +810,24 @@ async fn request_for(
                 .unwrap();
             (M::DELETE, format!("/v1/elastic-ips/{}", id(&e)), None)
         }
+        "resource_transfer" => {
+            let e: Value = admin
+                .post("/v1/elastic-ips", &json!({"project_id": fx.project}))
+                .await
+                .unwrap();
+            let to: Value = admin
+                .post(
+                    "/v1/projects",
+                    &json!({"vdc_id": fx.child, "name": uniq("to")}),
+                )
+                .await
+                .unwrap();
+            (
+                M::POST,
+                "/v1/transfers".into(),
+                Some(json!({"resource_id": id(&e), "project_id": id(&to)})),
+            )
+        }
         "peering_list" => (M::GET, "/v1/vpc-peerings".into(), None),
         "peering_create" => {
             let other =

@@ -438,30 +438,6 @@ async fn rejection_at_level_three_makes_nothing() {
     assert_eq!(done["resources"][0]["type"], "vpc");
 }
 
-/// Simulated hosts (the real agent protocol, no QEMU) until the sender says stop.
-async fn simulated_hosts(
-    ts: &TestServer,
-    admin: &Client,
-    n: usize,
-) -> tokio::sync::watch::Sender<bool> {
-    let token: Value = post(admin, "/v1/hosts/join-tokens", json!({})).await;
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let (url, dir) = (ts.url.clone(), ts.dir.join("sim"));
-    let tok = token["token"].as_str().unwrap().to_string();
-    tokio::spawn(async move {
-        stratus_agent::sim::run_simulated(&url, &tok, n, &dir, async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
-        })
-        .await
-    });
-    wait("the simulated hosts", 60, || async {
-        let hosts: Vec<Value> = admin.get("/v1/hosts", &[]).await.unwrap();
-        (hosts.iter().filter(|h| h["state"] == "up").count() == n).then_some(())
-    })
-    .await;
-    stop_tx
-}
-
 async fn instances_used(c: &Client, project: &str) -> i64 {
     let q: Value = c
         .get(&format!("/v1/projects/{project}/quota"), &[])

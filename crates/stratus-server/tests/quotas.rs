@@ -302,3 +302,220 @@ async fn concurrent_creates_never_pass_the_quota() {
         .unwrap();
     ts.stop().await;
 }
+
+/// An administrator hands a volume, an elastic IP and an instance to another project of
+/// another VDC: usage moves from the old project and its VDCs to the new ones, at once; the
+/// new project's limits hold; what is still tied to its project is refused; a member may not.
+#[tokio::test]
+async fn transfers_move_the_resource_and_its_quota() {
+    let ts = TestServer::start_with(tcg_guests).await;
+    let admin = ts.admin().await;
+    let sec = ts.secadmin().await;
+    let a = tree(&admin, "A").await;
+    let b = tree(&admin, "B").await;
+    tiny_guest_setup(&admin).await;
+    let _: Value = post(
+        &admin,
+        "/v1/external-networks",
+        json!({"name": "internet", "cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1",
+            "pool_start": "203.0.113.10", "pool_end": "203.0.113.12"}),
+    )
+    .await;
+    let used = |view: &Value, level: usize, r: &str| line(view, level, r)["used"].as_i64().unwrap();
+    let quota = |project: String| {
+        let admin = &admin;
+        async move {
+            admin
+                .get::<Value>(&format!("/v1/projects/{project}/quota"), &[])
+                .await
+                .unwrap()
+        }
+    };
+
+    let vol = post(
+        &admin,
+        "/v1/volumes",
+        json!({"project_id": a.project, "name": "data", "size_gib": 2}),
+    )
+    .await;
+    let vol = id(&vol[0]);
+    wait("the volume", 30, || async {
+        let v: Value = admin.get(&format!("/v1/volumes/{vol}"), &[]).await.unwrap();
+        (v["status"] == "available").then_some(())
+    })
+    .await;
+    let eip = post(&admin, "/v1/elastic-ips", json!({"project_id": a.project})).await;
+    let vm = post(
+        &admin,
+        "/v1/instances",
+        json!({"project_id": a.project, "name": "vm", "flavor": "tiny.1c256m", "image": "tiny"}),
+    )
+    .await;
+    let vm = id(&vm[0]);
+    wait("the instance", 120, || async {
+        let v: Value = admin
+            .get(&format!("/v1/instances/{vm}"), &[])
+            .await
+            .unwrap();
+        (v["status"] == "running").then_some(())
+    })
+    .await;
+
+    // A member of both projects uses resources but does not administer projects.
+    let (mid, member) = user_with_role(
+        &ts,
+        &sec,
+        "member1",
+        Some(&a.child),
+        Some(("member", "vdc", &a.top)),
+    )
+    .await;
+    let _: Value = sec
+        .post(
+            "/v1/grants",
+            &json!({"user_id": mid, "role": "member", "scope_type": "vdc", "scope_id": b.top}),
+        )
+        .await
+        .unwrap();
+    let (st, msg) = fails(
+        member
+            .post(
+                "/v1/transfers",
+                &json!({"resource_id": vol, "project_id": b.project}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(st, 403, "{msg}");
+
+    let before_a = quota(a.project.clone()).await;
+    let t: Value = post(
+        &admin,
+        "/v1/transfers",
+        json!({"resource_id": vol, "project_id": b.project}),
+    )
+    .await;
+    assert_eq!(t["type"], "volume");
+    assert_eq!(t["from_project_id"], a.project);
+    let v: Value = admin.get(&format!("/v1/volumes/{vol}"), &[]).await.unwrap();
+    assert_eq!(v["project_id"], b.project);
+    assert_eq!(v["vdc_id"], b.child);
+    let qa = quota(a.project.clone()).await;
+    let qb = quota(b.project.clone()).await;
+    assert_eq!(
+        used(&qa, 0, "storage_gib"),
+        used(&before_a, 0, "storage_gib") - 2
+    );
+    assert_eq!(used(&qa, 0, "volumes"), 0);
+    assert_eq!(used(&qb, 0, "storage_gib"), 2);
+    // Every VDC above moved too: A's top VDC gave it back, B's took it.
+    assert_eq!(
+        used(&qa, 2, "storage_gib"),
+        used(&before_a, 2, "storage_gib") - 2
+    );
+    assert_eq!(used(&qb, 2, "storage_gib"), 2);
+
+    // The address, then the instance (no NICs, no volumes).
+    let t: Value = post(
+        &admin,
+        "/v1/transfers",
+        json!({"resource_id": id(&eip), "project_id": b.project}),
+    )
+    .await;
+    assert_eq!(t["type"], "elastic_ip");
+    let _: Value = admin
+        .put(
+            &format!("/v1/projects/{}/quota", b.project),
+            &json!({"limits": {"instances": 0}}),
+        )
+        .await
+        .unwrap();
+    let (st, msg) = fails(
+        admin
+            .post(
+                "/v1/transfers",
+                &json!({"resource_id": vm, "project_id": b.project}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(st, 409, "the new project's limits hold: {msg}");
+    let i: Value = admin
+        .get(&format!("/v1/instances/{vm}"), &[])
+        .await
+        .unwrap();
+    assert_eq!(i["project_id"], a.project, "nothing moved");
+    assert_eq!(used(&quota(a.project.clone()).await, 0, "instances"), 1);
+    let _: Value = admin
+        .put(
+            &format!("/v1/projects/{}/quota", b.project),
+            &json!({"limits": {"instances": 5}}),
+        )
+        .await
+        .unwrap();
+    let t: Value = post(
+        &admin,
+        "/v1/transfers",
+        json!({"resource_id": vm, "project_id": b.project}),
+    )
+    .await;
+    assert_eq!(t["type"], "instance");
+    let qb = quota(b.project.clone()).await;
+    assert_eq!((used(&qb, 0, "instances"), used(&qb, 0, "vcpus")), (1, 1));
+    assert_eq!(used(&quota(a.project.clone()).await, 0, "vcpus"), 0);
+
+    // Tied to its project: an attached volume stays.
+    let v2 = post(
+        &admin,
+        "/v1/volumes",
+        json!({"project_id": b.project, "name": "v2", "size_gib": 1}),
+    )
+    .await;
+    let v2 = id(&v2[0]);
+    wait("the second volume", 30, || async {
+        let v: Value = admin.get(&format!("/v1/volumes/{v2}"), &[]).await.unwrap();
+        (v["status"] == "available").then_some(())
+    })
+    .await;
+    let _: Value = post(
+        &admin,
+        &format!("/v1/volumes/{v2}/attach"),
+        json!({"instance_id": vm}),
+    )
+    .await;
+    let (st, msg) = fails(
+        admin
+            .post(
+                "/v1/transfers",
+                &json!({"resource_id": v2, "project_id": a.project}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(st, 409, "{msg}");
+    for (body, want) in [
+        (
+            json!({"resource_id": vol, "project_id": b.project}),
+            "project_id: is the resource's project already",
+        ),
+        (
+            json!({"resource_id": vol, "project_id": uuid::Uuid::new_v4()}),
+            "project_id: no project",
+        ),
+    ] {
+        let (st, msg) = fails(admin.post("/v1/transfers", &body).await).await;
+        assert_eq!(st, 400, "{msg}");
+        assert!(msg.contains(want), "{msg}");
+    }
+    let (st, _) = fails(
+        admin
+            .post(
+                "/v1/transfers",
+                &json!({"resource_id": uuid::Uuid::new_v4(), "project_id": a.project}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(st, 404);
+    ts.stop().await;
+}

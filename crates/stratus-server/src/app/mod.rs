@@ -18,6 +18,7 @@ pub mod projects;
 pub mod quotas;
 pub mod requests;
 pub mod stacks;
+pub mod transfers;
 pub mod users;
 pub mod vdcs;
 pub mod volumes;

@@ -241,3 +241,19 @@ pub async fn flavor_delete(
     app::flavors::flavor_delete(&app, &ctx.p, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Hand an instance, volume, elastic IP or bucket to another project, its quota moving
+/// with it in one transaction (needs `project.write` at both projects). Refused (409) while
+/// anything ties it to its project: NICs or attached volumes, attachments or snapshots, a
+/// binding.
+#[utoipa::path(post, path = "/v1/transfers", operation_id = "resource_transfer", tag = "projects",
+    request_body = TransferCreate, responses((status = 200, body = Transfer), (status = "default", body = ErrorBody)))]
+pub async fn resource_transfer(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Json(b): Json<TransferCreate>,
+) -> Ok<Transfer> {
+    Ok(axum::Json(
+        app::transfers::resource_transfer(&app, &ctx.p, b).await?,
+    ))
+}

@@ -287,6 +287,7 @@ fn api_router() -> OpenApiRouter<AppRef> {
             stacks::stack_delete
         ))
         .routes(routes!(stacks::stack_template))
+        .routes(routes!(admin::resource_transfer))
         .routes(routes!(compute::agent_join))
         .routes(routes!(compute::agent_desired))
         .routes(routes!(compute::agent_report))

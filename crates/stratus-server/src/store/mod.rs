@@ -18,6 +18,7 @@ mod quotas;
 mod settings;
 mod stacks;
 mod tokens;
+mod transfers;
 mod users;
 mod vdcs;
 mod volumes;
@@ -39,6 +40,7 @@ pub use objects::{
 pub use quotas::QuotaDelta;
 pub use stacks::StackRow;
 pub use tokens::SessionRow;
+pub use transfers::Move;
 pub use users::{NewUser, UserRow};
 pub use volumes::{
     desired_volume, volume_serial, HostAttachments, NewVolume, Placement, SnapshotRow, VolumeQuery,

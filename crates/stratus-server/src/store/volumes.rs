@@ -103,7 +103,7 @@ pub struct VolumeRow {
 
 impl VolumeRow {
     /// Quota a volume of `size_gib` takes: one volume and its GiB of storage.
-    fn quota(size_gib: i64, sign: i64) -> Vec<QuotaDelta> {
+    pub(crate) fn quota(size_gib: i64, sign: i64) -> Vec<QuotaDelta> {
         vec![
             QuotaDelta {
                 resource: QuotaResource::Volumes,

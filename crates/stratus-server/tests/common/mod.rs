@@ -171,6 +171,30 @@ pub async fn fails(r: Result<Value, stratus_client::ClientError>) -> (u16, Strin
     }
 }
 
+/// Simulated hosts (the real agent protocol, no QEMU) until the sender says stop.
+pub async fn simulated_hosts(
+    ts: &TestServer,
+    admin: &Client,
+    n: usize,
+) -> tokio::sync::watch::Sender<bool> {
+    let token: Value = post(admin, "/v1/hosts/join-tokens", json!({})).await;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let (url, dir) = (ts.url.clone(), ts.dir.join("sim"));
+    let tok = token["token"].as_str().unwrap().to_string();
+    tokio::spawn(async move {
+        stratus_agent::sim::run_simulated(&url, &tok, n, &dir, async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        })
+        .await
+    });
+    wait("the simulated hosts", 60, || async {
+        let hosts: Vec<Value> = admin.get("/v1/hosts", &[]).await.unwrap();
+        (hosts.iter().filter(|h| h["state"] == "up").count() == n).then_some(())
+    })
+    .await;
+    stop_tx
+}
+
 /// Poll `f` until it gives a value, for at most `secs` seconds (failing the test then).
 pub async fn wait<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
 where
