@@ -677,3 +677,29 @@ pub struct Transfer {
     pub to_project_id: Uuid,
     pub to_vdc_id: Uuid,
 }
+
+// ---------------------------------------------------------------- recycle bin
+
+/// A deleted instance or volume kept in the recycle bin until `purge_at`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RecycledResource {
+    /// The resource's own id (restore gives it back under it).
+    pub id: Uuid,
+    /// `instance` or `volume`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub project_id: Uuid,
+    pub vdc_id: Uuid,
+    pub deleted_by: String,
+    pub deleted_at: DateTime<Utc>,
+    /// When it is deleted for good, unless restored first.
+    pub purge_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecycleFilter {
+    #[serde(default)]
+    pub project_id: Option<Uuid>,
+}

@@ -150,6 +150,9 @@ pub enum Command {
         #[arg(long)]
         to_project: Uuid,
     },
+    /// The recycle bin: deleted instances and volumes kept for a while.
+    #[command(subcommand)]
+    Recycle(RecycleCmd),
     /// Recount quota usage from the real resources and report counters that disagree.
     Check,
 }
@@ -180,6 +183,19 @@ pub enum FlavorCmd {
     Delete {
         id: Uuid,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecycleCmd {
+    /// What the bin holds, with who deleted it and when it is purged.
+    List {
+        #[arg(long)]
+        project: Option<Uuid>,
+    },
+    /// Give a resource back, as it was (an instance stays stopped).
+    Restore { id: Uuid },
+    /// Delete a resource in the bin for good, now.
+    Purge { id: Uuid },
 }
 
 #[derive(Debug, Args)]
@@ -1188,6 +1204,31 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
                     "to_project_id",
                 ],
             );
+        }
+        Command::Recycle(cmd) => {
+            const COLS: &[&str] = &["id", "type", "name", "deleted_by", "deleted_at", "purge_at"];
+            match cmd {
+                RecycleCmd::List { project } => {
+                    let q = project
+                        .map(|p| vec![("project_id", p.to_string())])
+                        .unwrap_or_default();
+                    let v: Value = c.get("/v1/recycle-bin", &q).await?;
+                    out.value(&v, COLS);
+                }
+                RecycleCmd::Restore { id } => {
+                    let v: Value = c
+                        .post(
+                            &format!("/v1/recycle-bin/{id}/restore"),
+                            &serde_json::json!({}),
+                        )
+                        .await?;
+                    out.value(&v, COLS);
+                }
+                RecycleCmd::Purge { id } => {
+                    c.delete(&format!("/v1/recycle-bin/{id}")).await?;
+                    out.done("Purged.");
+                }
+            }
         }
         Command::Check => {
             let r: ConsistencyReport = c.get("/v1/system/quota-consistency", &[]).await?;

@@ -223,6 +223,18 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The platform acting on its own (scheduled work such as purging the recycle bin): no
+    /// user, no grants — it may do nothing through permission checks.
+    pub fn system(name: &str) -> Principal {
+        Principal {
+            user_id: Uuid::nil(),
+            name: name.into(),
+            vdc_id: None,
+            grants: vec![],
+            auth_method: "system",
+        }
+    }
+
     pub fn has_global(&self, p: Perm) -> bool {
         self.grants
             .iter()

@@ -39,6 +39,8 @@ pub struct Config {
     pub compute: ComputeConfig,
     /// Block storage (volumes, snapshots, backups).
     pub storage: StorageConfig,
+    /// Deleted instances and volumes kept for a while (off by default).
+    pub recycle_bin: RecycleBinConfig,
     /// The S3-compatible object storage endpoint.
     pub s3: S3Config,
     /// The agent `stratus serve` runs in the same process (all-in-one mode).
@@ -63,6 +65,26 @@ impl Default for StorageConfig {
         StorageConfig {
             volume_allocation_ratio: 20.0,
             backup_check_secs: 60,
+        }
+    }
+}
+
+/// The recycle bin (spec 8.3.8 (6)): instances and volumes deleted through the API are kept
+/// (stopped, still holding their quota) for `retention_secs` and can be restored; then they
+/// are purged. 0 turns it off: deletes are final at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecycleBinConfig {
+    pub retention_secs: u64,
+    /// How often expired entries are purged, in seconds.
+    pub purge_check_secs: u64,
+}
+
+impl Default for RecycleBinConfig {
+    fn default() -> Self {
+        RecycleBinConfig {
+            retention_secs: 0,
+            purge_check_secs: 60,
         }
     }
 }
@@ -203,6 +225,7 @@ impl Default for Config {
             log: "info".into(),
             compute: ComputeConfig::default(),
             storage: StorageConfig::default(),
+            recycle_bin: RecycleBinConfig::default(),
             s3: S3Config::default(),
             local_agent: LocalAgentConfig::default(),
             faults: Vec::new(),

@@ -81,6 +81,22 @@ async fn fresh_vpc(admin: &Client, fx: &Fixture, cidr: &str) -> String {
     id(&v)
 }
 
+/// A VPC to peer with the fixture's: its router is put on the fixture VPC's router host, so
+/// that which hosts happen to be up by then (the matrix runs long) cannot turn the peering
+/// into a cross-host one this fixture has no tunnel for.
+async fn fresh_peer_vpc(admin: &Client, fx: &Fixture, cidr: &str) -> String {
+    let other = fresh_vpc(admin, fx, cidr).await;
+    sqlx::query(
+        "UPDATE vpcs SET router_host_id = (SELECT router_host_id FROM vpcs WHERE id = $1) WHERE id = $2",
+    )
+    .bind(&fx.vpc)
+    .bind(&other)
+    .execute(&fx.store.db.write)
+    .await
+    .unwrap();
+    other
+}
+
 const ONE_GROUP: &str = "resources:\n  g:\n    type: Stratus::SecurityGroup\n";
 
 /// A stack of one security group, at rest (so updates and deletes are not refused as busy).
@@ -133,6 +149,26 @@ async fn fresh_volume(admin: &Client, fx: &Fixture) -> String {
         .execute(&fx.store.db.write)
         .await
         .unwrap();
+    vid
+}
+
+/// A volume in the recycle bin (put there through the store: the matrix's server runs with
+/// the bin off, so deletes stay final for the other rows).
+async fn fresh_recycled(admin: &Client, fx: &Fixture) -> String {
+    let vid = fresh_volume(admin, fx).await;
+    let v: Value = admin.get(&format!("/v1/volumes/{vid}"), &[]).await.unwrap();
+    let now = chrono::Utc::now().to_rfc3339();
+    sqlx::query(
+        "INSERT INTO recycle_bin (resource_id, kind, name, project_id, vdc_id, deleted_by, deleted_at, purge_at) \
+         VALUES ($1, 'volume', 'v', $2, $3, 'admin', $4, $4)",
+    )
+    .bind(&vid)
+    .bind(&fx.project)
+    .bind(v["vdc_id"].as_str().unwrap())
+    .bind(&now)
+    .execute(&fx.store.db.write)
+    .await
+    .unwrap();
     vid
 }
 
@@ -810,6 +846,20 @@ async fn request_for(
                 .unwrap();
             (M::DELETE, format!("/v1/elastic-ips/{}", id(&e)), None)
         }
+        "recycle_list" => (M::GET, "/v1/recycle-bin".into(), None),
+        "recycle_restore" => (
+            M::POST,
+            format!(
+                "/v1/recycle-bin/{}/restore",
+                fresh_recycled(admin, fx).await
+            ),
+            None,
+        ),
+        "recycle_purge" => (
+            M::DELETE,
+            format!("/v1/recycle-bin/{}", fresh_recycled(admin, fx).await),
+            None,
+        ),
         "resource_transfer" => {
             let e: Value = admin
                 .post("/v1/elastic-ips", &json!({"project_id": fx.project}))
@@ -830,8 +880,8 @@ async fn request_for(
         }
         "peering_list" => (M::GET, "/v1/vpc-peerings".into(), None),
         "peering_create" => {
-            let other =
-                fresh_vpc(admin, fx, &format!("10.{}.0.0/16", 100 + rand_port() % 100)).await;
+            let cidr = format!("10.{}.0.0/16", 100 + rand_port() % 100);
+            let other = fresh_peer_vpc(admin, fx, &cidr).await;
             (
                 M::POST,
                 "/v1/vpc-peerings".into(),
@@ -853,8 +903,8 @@ async fn request_for(
             None,
         ),
         "peering_delete" => {
-            let other =
-                fresh_vpc(admin, fx, &format!("10.{}.0.0/16", 200 + rand_port() % 50)).await;
+            let cidr = format!("10.{}.0.0/16", 200 + rand_port() % 50);
+            let other = fresh_peer_vpc(admin, fx, &cidr).await;
             let pr: Value = admin
                 .post("/v1/vpc-peerings", &json!({"name": uniq("peer"), "requester_vpc_id": fx.vpc, "accepter_vpc_id": other}))
                 .await

@@ -438,21 +438,6 @@ async fn rejection_at_level_three_makes_nothing() {
     assert_eq!(done["resources"][0]["type"], "vpc");
 }
 
-async fn instances_used(c: &Client, project: &str) -> i64 {
-    let q: Value = c
-        .get(&format!("/v1/projects/{project}/quota"), &[])
-        .await
-        .unwrap();
-    q["levels"][0]["lines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["resource"] == "instances")
-        .unwrap()["used"]
-        .as_i64()
-        .unwrap()
-}
-
 /// An auto-approved order for five instances where the quota holds two: the third fails,
 /// the two made are undone, the quota is as before, and the order says what happened.
 #[tokio::test]
@@ -525,7 +510,7 @@ async fn a_failure_halfway_undoes_what_the_order_made() {
     })
     .await;
     assert_eq!(
-        instances_used(&admin, &a.project).await,
+        quota_used(&admin, &a.project, "instances").await,
         0,
         "quota as before"
     );

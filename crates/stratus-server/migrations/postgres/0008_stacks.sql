@@ -1,4 +1,4 @@
--- Orchestration stacks: the template as given, parameter values, and each resource's
+-- Orchestration stacks (and the recycle bin, below): the template as given, parameter values, and each resource's
 -- record (JSON, read and written whole with the stack under its version).
 
 CREATE TABLE stacks (
@@ -28,3 +28,20 @@ CREATE INDEX stacks_status ON stacks (status);
 
 -- Template services keep their orchestration template.
 ALTER TABLE services ADD COLUMN template TEXT NOT NULL DEFAULT '';
+
+-- The recycle bin: instances and volumes deleted through the API stay in their tables
+-- (stopped, holding quota) while listed here; restoring removes the row, purging deletes
+-- the resource for real.
+CREATE TABLE recycle_bin (
+    resource_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    project_id TEXT NOT NULL,
+    vdc_id TEXT NOT NULL,
+    deleted_by TEXT NOT NULL,
+    deleted_at TEXT NOT NULL,
+    purge_at TEXT NOT NULL
+);
+
+CREATE INDEX recycle_bin_purge ON recycle_bin (purge_at);
+CREATE INDEX recycle_bin_project ON recycle_bin (project_id);

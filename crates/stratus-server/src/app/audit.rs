@@ -87,7 +87,7 @@ pub async fn background(
     let record = crate::store::AuditRecord {
         at: crate::store::now_text(),
         request_id: ctx.request_id.clone(),
-        user_id: Some(p.user_id),
+        user_id: (!p.user_id.is_nil()).then_some(p.user_id),
         user_name: p.name.clone(),
         vdc_id: Some(ctx.vdc_id),
         source_ip: String::new(),

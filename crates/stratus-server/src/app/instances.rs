@@ -35,6 +35,10 @@ pub async fn instance_visible(
         .instance_get(id)
         .await?
         .ok_or_else(|| Error::not_found("instance", id))?;
+    // In the recycle bin it is deleted, as far as the API goes (restore brings it back).
+    if app.store.is_recycled(id).await? {
+        return Err(Error::not_found("instance", id));
+    }
     let chain = app.store.vdc_chain(row.api.vdc_id).await?;
     let target = Target::Project {
         id: row.api.project_id,

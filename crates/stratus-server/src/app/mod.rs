@@ -16,6 +16,7 @@ pub mod networks;
 pub mod orgs;
 pub mod projects;
 pub mod quotas;
+pub mod recycle;
 pub mod requests;
 pub mod stacks;
 pub mod transfers;

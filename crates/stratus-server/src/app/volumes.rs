@@ -112,7 +112,11 @@ async fn seen<T>(
 
 /// A volume the caller may see, with its VDC chain.
 pub async fn volume_visible(app: &App, p: &Principal, id: Uuid) -> Result<(VolumeRow, Vec<Uuid>)> {
-    let row = app.store.volume_get(id).await?;
+    let mut row = app.store.volume_get(id).await?;
+    // In the recycle bin it is deleted, as far as the API goes (restore brings it back).
+    if row.is_some() && app.store.is_recycled(id).await? {
+        row = None;
+    }
     seen(app, p, "volume", id, row, |v| {
         (v.api.project_id, v.api.vdc_id)
     })

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use stratus_api::*;
+use uuid::Uuid;
 
 use super::extract::{Ctx, Json, Path, Query};
 use crate::app::{self, AppRef};
@@ -256,4 +257,44 @@ pub async fn resource_transfer(
     Ok(axum::Json(
         app::transfers::resource_transfer(&app, &ctx.p, b).await?,
     ))
+}
+
+/// Deleted instances and volumes kept in the recycle bin (when it is on), for the projects
+/// the caller may see.
+#[utoipa::path(get, path = "/v1/recycle-bin", operation_id = "recycle_list", tag = "recycle-bin",
+    params(RecycleFilter), responses((status = 200, body = Vec<RecycledResource>), (status = "default", body = ErrorBody)))]
+pub async fn recycle_list(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Query(f): Query<RecycleFilter>,
+) -> Ok<Vec<RecycledResource>> {
+    Ok(axum::Json(
+        app::recycle::recycle_list(&app, &ctx.p, f).await?,
+    ))
+}
+
+/// Give a resource back from the recycle bin, as it was (an instance stays stopped).
+#[utoipa::path(post, path = "/v1/recycle-bin/{id}/restore", operation_id = "recycle_restore", tag = "recycle-bin",
+    params(("id" = Uuid, Path)), responses((status = 200, body = RecycledResource), (status = "default", body = ErrorBody)))]
+pub async fn recycle_restore(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Path(id): Path<Uuid>,
+) -> Ok<RecycledResource> {
+    Ok(axum::Json(
+        app::recycle::recycle_restore(&app, &ctx.p, id).await?,
+    ))
+}
+
+/// Delete a resource in the recycle bin now, without waiting for its retention (202: it
+/// goes once its host confirms).
+#[utoipa::path(delete, path = "/v1/recycle-bin/{id}", operation_id = "recycle_purge", tag = "recycle-bin",
+    params(("id" = Uuid, Path)), responses((status = 202), (status = "default", body = ErrorBody)))]
+pub async fn recycle_purge(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode> {
+    app::recycle::recycle_purge(&app, &ctx.p, id).await?;
+    Ok(StatusCode::ACCEPTED)
 }

@@ -288,7 +288,8 @@ pub async fn instance_update(
     ))
 }
 
-/// Delete an instance: its guest, disk and quota go once its host confirms.
+/// Delete an instance: its guest, disk and quota go once its host confirms — or, with the
+/// recycle bin on, it is powered off and kept there until restored or purged.
 #[utoipa::path(delete, path = "/v1/instances/{id}", operation_id = "instance_delete", tag = "instances",
     params(("id" = Uuid, Path)),
     responses((status = 202), (status = "default", body = ErrorBody)))]
@@ -297,7 +298,7 @@ pub async fn instance_delete(
     ctx: Ctx,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode> {
-    app::instances::instance_delete(&app, &ctx.p, id, &current_request_id()).await?;
+    app::recycle::instance_delete(&app, &ctx.p, id, &current_request_id()).await?;
     Ok(StatusCode::ACCEPTED)
 }
 

@@ -68,6 +68,7 @@ use extract::Authenticated;
         (name = "buckets", description = "Object storage buckets: usage and quotas (data through the S3 endpoint)"),
         (name = "catalog", description = "The service catalog and approval flows"),
         (name = "requests", description = "Requests for services, changes and releases; their approval and orders"),
+        (name = "recycle-bin", description = "Deleted instances and volumes kept for a while, restored or purged"),
         (name = "stacks", description = "Orchestration: templates and the stacks of resources made from them"),
         (name = "agent", description = "The host agents' protocol (host credentials, not user tokens)"),
         (name = "system", description = "Health, metrics and consistency checks")
@@ -288,6 +289,9 @@ fn api_router() -> OpenApiRouter<AppRef> {
         ))
         .routes(routes!(stacks::stack_template))
         .routes(routes!(admin::resource_transfer))
+        .routes(routes!(admin::recycle_list))
+        .routes(routes!(admin::recycle_restore))
+        .routes(routes!(admin::recycle_purge))
         .routes(routes!(compute::agent_join))
         .routes(routes!(compute::agent_desired))
         .routes(routes!(compute::agent_report))

@@ -91,8 +91,8 @@ pub async fn volume_update(
     ))
 }
 
-/// Delete a detached volume (its file goes once the host confirms). A volume with snapshots
-/// needs `cascade=true`.
+/// Delete a detached volume (its file goes once the host confirms; with the recycle bin on,
+/// it is kept there until restored or purged). A volume with snapshots needs `cascade=true`.
 #[utoipa::path(delete, path = "/v1/volumes/{id}", operation_id = "volume_delete", tag = "volumes",
     params(("id" = Uuid, Path), VolumeDeleteParams), responses((status = 202), (status = "default", body = ErrorBody)))]
 pub async fn volume_delete(
@@ -101,7 +101,7 @@ pub async fn volume_delete(
     Path(id): Path<Uuid>,
     Query(f): Query<VolumeDeleteParams>,
 ) -> Result<StatusCode> {
-    app::volumes::volume_delete(&app, &ctx.p, id, f.cascade).await?;
+    app::recycle::volume_delete(&app, &ctx.p, id, f.cascade).await?;
     Ok(StatusCode::ACCEPTED)
 }
 

@@ -410,6 +410,7 @@ impl Store {
     ) -> Result<(Vec<Instance>, Option<String>)> {
         let mut c = Conds::new();
         resource_visible(&mut c, vis, "i.");
+        c.and(super::recycle::not_recycled("i.id"), Vec::<Arg>::new());
         if let Some(p) = q.project_id {
             c.and("i.project_id = ?", [Arg::from(p)]);
         }

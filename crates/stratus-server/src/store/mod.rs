@@ -15,6 +15,7 @@ mod objects;
 mod orgs;
 mod projects;
 mod quotas;
+mod recycle;
 mod settings;
 mod stacks;
 mod tokens;

@@ -614,6 +614,7 @@ impl Store {
     ) -> Result<(Vec<Volume>, Option<String>)> {
         let mut c = Conds::new();
         super::instances::resource_visible(&mut c, vis, "v.");
+        c.and(super::recycle::not_recycled("v.id"), Vec::<Arg>::new());
         if let Some(p) = q.project_id {
             c.and("v.project_id = ?", [Arg::from(p)]);
         }

@@ -156,6 +156,22 @@ pub fn tcg_guests(c: &mut Config) {
     c.compute.report_interval_secs = 2;
 }
 
+/// A project's usage of one quota resource.
+pub async fn quota_used(c: &Client, project: &str, resource: &str) -> i64 {
+    let q: Value = c
+        .get(&format!("/v1/projects/{project}/quota"), &[])
+        .await
+        .unwrap();
+    q["levels"][0]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["resource"] == resource)
+        .unwrap_or_else(|| panic!("no quota line {resource}: {q}"))["used"]
+        .as_i64()
+        .unwrap()
+}
+
 /// POST that must succeed; its answer.
 pub async fn post(c: &Client, path: &str, body: Value) -> Value {
     c.post(path, &body)
