@@ -680,12 +680,12 @@ pub struct Transfer {
 
 // ---------------------------------------------------------------- recycle bin
 
-/// A deleted instance or volume kept in the recycle bin until `purge_at`.
+/// A deleted instance, volume or bucket kept in the recycle bin until `purge_at`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RecycledResource {
     /// The resource's own id (restore gives it back under it).
     pub id: Uuid,
-    /// `instance` or `volume`.
+    /// `instance`, `volume` or `bucket`.
     #[serde(rename = "type")]
     pub kind: String,
     pub name: String,

@@ -150,7 +150,7 @@ pub enum Command {
         #[arg(long)]
         to_project: Uuid,
     },
-    /// The recycle bin: deleted instances and volumes kept for a while.
+    /// The recycle bin: deleted instances, volumes and buckets kept for a while.
     #[command(subcommand)]
     Recycle(RecycleCmd),
     /// Recount quota usage from the real resources and report counters that disagree.

@@ -39,7 +39,7 @@ pub struct Config {
     pub compute: ComputeConfig,
     /// Block storage (volumes, snapshots, backups).
     pub storage: StorageConfig,
-    /// Deleted instances and volumes kept for a while (off by default).
+    /// Deleted instances, volumes and buckets kept for a while (off by default).
     pub recycle_bin: RecycleBinConfig,
     /// The S3-compatible object storage endpoint.
     pub s3: S3Config,
@@ -69,9 +69,10 @@ impl Default for StorageConfig {
     }
 }
 
-/// The recycle bin (spec 8.3.8 (6)): instances and volumes deleted through the API are kept
-/// (stopped, still holding their quota) for `retention_secs` and can be restored; then they
-/// are purged. 0 turns it off: deletes are final at once.
+/// The recycle bin (spec 8.3.8 (6)): instances and volumes deleted through the API, and
+/// buckets deleted through S3, are kept (stopped, still holding their quota) for
+/// `retention_secs` and can be restored; then they are purged. 0 turns it off: deletes are
+/// final at once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecycleBinConfig {

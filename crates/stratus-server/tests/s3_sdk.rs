@@ -964,3 +964,68 @@ async fn sdk_integrity_tags_and_tenancy() {
     let _ = (a.project, b.project);
     ts.stop().await;
 }
+
+/// With the recycle bin on, DeleteBucket keeps the (empty) bucket in the bin: S3 sees no
+/// such bucket but its name stays taken; restoring gives it back with its settings, and a
+/// purge frees the name.
+#[tokio::test]
+async fn sdk_deleted_buckets_go_to_the_recycle_bin() {
+    let ts = TestServer::start_with(|c| c.recycle_bin.retention_secs = 3600).await;
+    let a = dept(&ts, "A").await;
+    let s3 = &a.s3;
+    let member = ts.login(&a.user, USER_PW).await;
+    s3.create_bucket().bucket("sdk-bin").send().await.unwrap();
+    s3.put_object()
+        .bucket("sdk-bin")
+        .key("k")
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(s3.delete_bucket().bucket("sdk-bin").send().await),
+        "BucketNotEmpty"
+    );
+    s3.delete_object()
+        .bucket("sdk-bin")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    s3.delete_bucket().bucket("sdk-bin").send().await.unwrap();
+    assert_eq!(
+        http_status(s3.head_bucket().bucket("sdk-bin").send().await),
+        404
+    );
+    assert_eq!(
+        code(s3.create_bucket().bucket("sdk-bin").send().await),
+        "BucketAlreadyExists",
+        "the name is the bin's until it is purged"
+    );
+    let listed = s3.list_buckets().send().await.unwrap();
+    assert!(listed.buckets().iter().all(|b| b.name() != Some("sdk-bin")));
+    let kept: Vec<Value> = member
+        .get("/v1/recycle-bin", &[("project_id", a.project.clone())])
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        (&kept[0]["type"], &kept[0]["name"]),
+        (&json!("bucket"), &json!("sdk-bin"))
+    );
+    assert_eq!(kept[0]["deleted_by"], a.user);
+    let bid = kept[0]["id"].as_str().unwrap().to_string();
+
+    let _: Value = member
+        .post(&format!("/v1/recycle-bin/{bid}/restore"), &json!({}))
+        .await
+        .unwrap();
+    s3.head_bucket().bucket("sdk-bin").send().await.unwrap();
+    s3.delete_bucket().bucket("sdk-bin").send().await.unwrap();
+    member
+        .delete(&format!("/v1/recycle-bin/{bid}"))
+        .await
+        .unwrap();
+    s3.create_bucket().bucket("sdk-bin").send().await.unwrap();
+    ts.stop().await;
+}

@@ -29,7 +29,7 @@ CREATE INDEX stacks_status ON stacks (status);
 -- Template services keep their orchestration template.
 ALTER TABLE services ADD COLUMN template TEXT NOT NULL DEFAULT '';
 
--- The recycle bin: instances and volumes deleted through the API stay in their tables
+-- The recycle bin: instances, volumes and buckets deleted stay in their tables
 -- (stopped, holding quota) while listed here; restoring removes the row, purging deletes
 -- the resource for real.
 CREATE TABLE recycle_bin (

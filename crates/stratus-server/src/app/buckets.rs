@@ -59,6 +59,9 @@ async fn bucket_visible(app: &App, p: &Principal, id: Uuid) -> Result<(BucketRow
         .bucket_by_id(id)
         .await?
         .ok_or_else(|| Error::not_found("bucket", id))?;
+    if app.store.is_recycled(id).await? {
+        return Err(Error::not_found("bucket", id));
+    }
     match visible(app, p, &b).await? {
         Some(chain) => Ok((b, chain)),
         None => Err(Error::not_found("bucket", id)),

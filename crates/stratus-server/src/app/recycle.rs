@@ -1,6 +1,7 @@
 //! The recycle bin (spec 8.3.8 (6)). With `recycle_bin.retention_secs` set, deleting an
-//! instance or a volume through the API puts it in the bin instead: an instance is stopped,
-//! both keep their quota and data and disappear from lists and views. An administrator or
+//! instance or a volume through the API, or a bucket through S3, puts it in the bin
+//! instead: an instance is stopped, all keep their quota, data and settings and disappear
+//! from lists, views and S3 (a bucket's name stays taken). An administrator or
 //! the owner restores it (back as it was, an instance stopped) or purges it at once; the
 //! purger deletes what has stayed longer than the retention.
 //!
@@ -100,6 +101,26 @@ pub async fn volume_delete(app: &App, p: &Principal, id: Uuid, cascade: bool) ->
     app.store.recycle_insert(&e).await
 }
 
+/// S3's DeleteBucket: into the bin when it is on (the bucket must be empty, as for a
+/// delete: the bin keeps its name, policy, lifecycle and ACL); false when the bin is off and
+/// the caller deletes it for good.
+pub async fn bucket_recycle(
+    app: &App,
+    deleted_by: &str,
+    b: &crate::store::BucketRow,
+) -> Result<bool> {
+    if !enabled(app) {
+        return Ok(false);
+    }
+    if app.store.bucket_object_count(b.id).await? > 0 {
+        return Err(Error::conflict(format!("bucket {} is not empty", b.name)));
+    }
+    let who = Principal::system(deleted_by);
+    let e = entry(app, &who, b.id, "bucket", &b.name, b.project_id, b.vdc_id);
+    app.store.recycle_insert(&e).await?;
+    Ok(true)
+}
+
 pub async fn recycle_list(
     app: &App,
     p: &Principal,
@@ -167,6 +188,13 @@ async fn purge(app: &App, e: &RecycledResource) -> Result<()> {
                 if let Some(h) = row.api.host_id {
                     app.hub.notify(h);
                 }
+            }
+        }
+        "bucket" => {
+            if let Some(b) = app.store.bucket_by_id(e.id).await? {
+                let mut chain = vec![b.project_id];
+                chain.extend(app.store.vdc_chain(b.vdc_id).await?);
+                app.store.bucket_delete(&b, &chain).await?;
             }
         }
         other => return Err(Error::internal(format!("unknown recycled kind {other}"))),

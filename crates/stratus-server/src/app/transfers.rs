@@ -26,6 +26,10 @@ fn may_transfer(p: &Principal, project: Uuid, chain: &[Uuid]) -> bool {
 
 pub async fn resource_transfer(app: &App, p: &Principal, b: TransferCreate) -> Result<Transfer> {
     let id = b.resource_id;
+    // What is in the recycle bin is deleted as far as the API goes.
+    if app.store.is_recycled(id).await? {
+        return Err(Error::not_found("resource", id));
+    }
     // What it is and where it lives; 404 unless the caller sees it.
     let (kind, name, from, from_vdc, quota, table, guard) = if let Some(row) =
         app.store.instance_get(id).await?

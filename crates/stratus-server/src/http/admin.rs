@@ -259,7 +259,7 @@ pub async fn resource_transfer(
     ))
 }
 
-/// Deleted instances and volumes kept in the recycle bin (when it is on), for the projects
+/// Deleted instances, volumes and buckets kept in the recycle bin (when it is on), for the projects
 /// the caller may see.
 #[utoipa::path(get, path = "/v1/recycle-bin", operation_id = "recycle_list", tag = "recycle-bin",
     params(RecycleFilter), responses((status = 200, body = Vec<RecycledResource>), (status = "default", body = ErrorBody)))]

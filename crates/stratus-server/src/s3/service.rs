@@ -633,6 +633,19 @@ impl S3 for Obs {
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
         let (b, chain) = self.bucket(&req.input.bucket).await?;
+        let who = caller(&req.extensions)
+            .principal
+            .as_ref()
+            .map_or_else(|| "anonymous".to_string(), |p| p.name.clone());
+        let kept = crate::app::recycle::bucket_recycle(&self.app, &who, &b)
+            .await
+            .map_err(|e| match e {
+                Error::Conflict(_) => s3_error!(BucketNotEmpty),
+                other => store_err(other),
+            })?;
+        if kept {
+            return Ok(S3Response::new(DeleteBucketOutput {}));
+        }
         self.app
             .store
             .bucket_delete(&b, &chain)

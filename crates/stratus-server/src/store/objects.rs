@@ -229,7 +229,8 @@ impl Store {
 
     pub async fn bucket_get(&self, name: &str) -> Result<Option<BucketRow>> {
         let row = sqlx::query(&format!(
-            "SELECT {BUCKET_COLS} FROM buckets WHERE name = $1"
+            "SELECT {BUCKET_COLS} FROM buckets WHERE name = $1 AND {}",
+            super::recycle::not_recycled("id")
         ))
         .bind(name)
         .fetch_optional(&self.db.read)
@@ -247,10 +248,22 @@ impl Store {
 
     /// Every bucket (the caller filters by visibility; a platform has hundreds, not millions).
     pub async fn bucket_list(&self) -> Result<Vec<BucketRow>> {
-        let rows = sqlx::query(&format!("SELECT {BUCKET_COLS} FROM buckets ORDER BY name"))
-            .fetch_all(&self.db.read)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {BUCKET_COLS} FROM buckets WHERE {} ORDER BY name",
+            super::recycle::not_recycled("id")
+        ))
+        .fetch_all(&self.db.read)
+        .await?;
         rows.iter().map(bucket_from_row).collect()
+    }
+
+    pub async fn bucket_object_count(&self, id: Uuid) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM objects WHERE bucket_id = $1")
+                .bind(id.to_string())
+                .fetch_one(&self.db.read)
+                .await?,
+        )
     }
 
     /// Delete an empty bucket; in-progress multipart uploads go with it.
