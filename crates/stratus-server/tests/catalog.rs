@@ -942,6 +942,22 @@ async fn bucket_and_vdc_services() {
         done["status_reason"].as_str().unwrap().contains("exists"),
         "{done}"
     );
+    // Released through a request: the bucket goes (an S3 bucket must be empty to go).
+    let rel = post(
+        &member,
+        "/v1/requests",
+        json!({"action": "release", "resource_id": b[0]["id"], "project_id": a.project}),
+    )
+    .await;
+    assert_eq!(rel["kind"], "bucket");
+    approve(&vadm, &id(&rel)).await;
+    let done = finished(&member, &id(&rel)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let left: Vec<Value> = member
+        .get("/v1/buckets", &[("project_id", a.project.clone())])
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
 
     let vdc = post(
         &admin,

@@ -127,6 +127,20 @@ async fn resource_of(
         )?;
         return Ok((ServiceKind::ElasticIp, e.project_id, e.vdc_id, e.address));
     }
+    if app.store.bucket_by_id(id).await?.is_some() {
+        let b = super::buckets::bucket_view(app, p, id)
+            .await
+            .map_err(|_| Error::not_found("resource", id))?;
+        let chain = app.store.vdc_chain(b.vdc_id).await?;
+        require_seen(
+            p,
+            Perm::ResourceWrite,
+            &target(b.project_id, &chain),
+            "bucket",
+            id,
+        )?;
+        return Ok((ServiceKind::Bucket, b.project_id, b.vdc_id, b.name));
+    }
     if app.store.stack_get(id).await?.is_some() {
         let s = super::stacks::stack_view(app, p, id)
             .await
@@ -143,7 +157,7 @@ async fn resource_of(
     }
     Err(Error::invalid(
         "resource_id",
-        &format!("no instance, volume, VPC, elastic IP or stack {id}"),
+        &format!("no instance, volume, VPC, elastic IP, bucket or stack {id}"),
     ))
 }
 
@@ -895,6 +909,9 @@ async fn change_one(app: &App, p: &Principal, r: &Request) -> Result<OrderResour
         }
         (RequestAction::Release, ServiceKind::ElasticIp) => {
             super::networks::elastic_ip_delete(app, p, id).await?
+        }
+        (RequestAction::Release, ServiceKind::Bucket) => {
+            super::buckets::bucket_delete(app, p, id).await?
         }
         (RequestAction::Release, ServiceKind::Template) => {
             super::stacks::stack_delete_now(app, p, id).await?
