@@ -682,6 +682,11 @@ async fn a_template_published_as_a_service_is_ordered_and_released() {
                 "parameters": [{"name": "size"}]}),
             "parameters[0].name",
         ),
+        (
+            json!({"name": "x", "kind": "template",
+                "template": NET_SERVICE.replace("parameters:\n", "parameters:\n  name:\n    default: x\n")}),
+            "cannot take a parameter called name",
+        ),
     ] {
         let (st, msg) = fails(svc(body).await).await;
         assert_eq!(st, 400, "{msg}");

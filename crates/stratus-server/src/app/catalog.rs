@@ -176,6 +176,12 @@ pub fn fields(kind: ServiceKind, template: &str) -> Result<Vec<Field>> {
         .collect();
     if kind == ServiceKind::Template {
         let t = super::stacks::template::parse(template)?;
+        if t.param("name").is_some() {
+            return Err(Error::invalid(
+                "template",
+                "a template service's template cannot take a parameter called name: the form's name is the stack's",
+            ));
+        }
         for tp in &t.params {
             out.push(Field {
                 name: tp.name.clone(),

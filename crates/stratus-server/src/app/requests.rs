@@ -985,7 +985,12 @@ async fn provision(app: &Arc<App>, id: Uuid) -> Result<()> {
     };
     let outcome: Result<()> = async {
         if r.action == RequestAction::Create {
-            let count = int(&r.parameters, "count").unwrap_or(1);
+            // A template's own parameter named `count` is the stack's, not a unit count.
+            let count = if r.kind == ServiceKind::Template {
+                1
+            } else {
+                int(&r.parameters, "count").unwrap_or(1)
+            };
             if !(1..=100).contains(&count) {
                 return Err(Error::invalid(
                     "parameters.count",
