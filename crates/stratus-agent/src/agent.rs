@@ -1420,9 +1420,17 @@ async fn reporter(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         loop {
+            let report = agent.report();
+            tokio::pin!(report);
             let sent = tokio::select! {
-                r = agent.report() => r,
-                _ = stop.changed() => return,
+                r = &mut report => r,
+                _ = stop.changed() => {
+                    // A report under way may have reached the control plane already: let it
+                    // finish and acknowledge its console bytes (for a few seconds at most),
+                    // or the next agent would send them again.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), report).await;
+                    return;
+                }
             };
             match sent {
                 Ok(()) => {
