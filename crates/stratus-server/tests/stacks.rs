@@ -768,3 +768,76 @@ async fn a_template_published_as_a_service_is_ordered_and_released() {
     assert!(stacks.is_empty(), "{stacks:?}");
     ts.stop().await;
 }
+
+/// A control plane that stopped in the middle of stack actions (left as a crash leaves
+/// them: the rows say `creating` or `deleting`): on the next start an interrupted create is
+/// rolled back — or, when the owner asked to keep what failed, left `failed` — and an
+/// interrupted delete goes on.
+#[tokio::test]
+async fn a_restart_takes_up_interrupted_stacks() {
+    let mut ts = TestServer::start().await;
+    let admin = ts.admin().await;
+    let a = tree(&admin, "A").await;
+    let make = |name: &'static str, cidr: &'static str, keep: bool| {
+        let admin = &admin;
+        let project = a.project.clone();
+        async move {
+            let t = format!(
+                "resources:\n  net:\n    type: Stratus::VPC\n    properties:\n      cidr: {cidr}\n  sub:\n    type: Stratus::Subnet\n    properties:\n      vpc: {{get_resource: net}}\n      cidr: {}\n",
+                cidr.replace("0.0/16", "1.0/24")
+            );
+            let s = post(
+                admin,
+                "/v1/stacks",
+                json!({"project_id": project, "name": name, "template": t,
+                    "on_failure": if keep { "keep" } else { "rollback" }}),
+            )
+            .await;
+            let s = settled(admin, &id(&s), 30).await;
+            assert_eq!(s["status"], "complete", "{s}");
+            id(&s)
+        }
+    };
+    let cut = make("cut", "10.61.0.0/16", false).await;
+    let kept = make("kept", "10.62.0.0/16", true).await;
+    let going = make("going", "10.63.0.0/16", false).await;
+    assert_eq!(items(&admin, "/v1/vpcs", &a.project).await.len(), 3);
+    let store = &ts.server.as_ref().unwrap().app.store;
+    for (sid, status) in [
+        (&cut, "creating"),
+        (&kept, "creating"),
+        (&going, "deleting"),
+    ] {
+        sqlx::query("UPDATE stacks SET status = $1 WHERE id = $2")
+            .bind(status)
+            .bind(sid)
+            .execute(&store.db.write)
+            .await
+            .unwrap();
+    }
+    ts.restart().await;
+    let admin = ts.admin().await;
+
+    let s = settled(&admin, &cut, 60).await;
+    assert_eq!(s["status"], "rolled_back", "{s}");
+    let reason = s["status_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("interrupted by a restart") && reason.contains("rolled back (2 removed)"),
+        "{reason}"
+    );
+    let s = settled(&admin, &kept, 60).await;
+    assert_eq!(s["status"], "failed", "{s}");
+    assert!(
+        s["status_reason"]
+            .as_str()
+            .unwrap()
+            .contains("update or delete"),
+        "{s}"
+    );
+    assert_eq!(s["resources"].as_array().unwrap().len(), 2, "kept: {s}");
+    gone(&admin, &going, 60).await;
+    let vpcs = items(&admin, "/v1/vpcs", &a.project).await;
+    assert_eq!(vpcs.len(), 1, "only the kept stack's VPC is left: {vpcs:?}");
+    assert_eq!(vpcs[0]["cidr"], "10.62.0.0/16");
+    ts.stop().await;
+}
