@@ -37,9 +37,12 @@ fn entry(
     vdc: Uuid,
 ) -> RecycledResource {
     let now = Utc::now();
-    let keep = chrono::Duration::seconds(
-        i64::try_from(app.config.recycle_bin.retention_secs).unwrap_or(i64::MAX / 2),
-    );
+    // Retention is capped at a century, so the arithmetic cannot overflow.
+    const CENTURY_SECS: i64 = 36_500 * 86_400;
+    let secs = i64::try_from(app.config.recycle_bin.retention_secs)
+        .unwrap_or(CENTURY_SECS)
+        .min(CENTURY_SECS);
+    let purge_at = now + chrono::Duration::seconds(secs);
     RecycledResource {
         id,
         kind: kind.into(),
@@ -48,7 +51,7 @@ fn entry(
         vdc_id: vdc,
         deleted_by: p.name.clone(),
         deleted_at: now,
-        purge_at: now.checked_add_signed(keep).unwrap_or(now),
+        purge_at,
     }
 }
 
