@@ -1003,3 +1003,84 @@ async fn bucket_and_vdc_services() {
     };
     assert_eq!((limit("vcpus"), limit("instances")), (json!(16), json!(10)));
 }
+
+/// A change request that adds an elastic IP to an instance: once approved, a new address
+/// of the project is bound to the instance's NIC, and the order names it.
+#[tokio::test]
+async fn a_change_request_adds_an_elastic_ip() {
+    let ts = TestServer::start().await;
+    let admin = ts.admin().await;
+    let sec = ts.secadmin().await;
+    let a = tree(&admin, "A").await;
+    let _stop = simulated_hosts(&ts, &admin, 1).await;
+    let img = raw_image(&admin, None).await;
+    let _: Value = post(
+        &admin,
+        "/v1/external-networks",
+        json!({"name": "internet", "cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1",
+            "pool_start": "203.0.113.10", "pool_end": "203.0.113.12"}),
+    )
+    .await;
+    let vpc = post(
+        &admin,
+        "/v1/vpcs",
+        json!({"project_id": a.project, "name": "net", "cidr": "10.9.0.0/16"}),
+    )
+    .await;
+    let sub = post(
+        &admin,
+        "/v1/subnets",
+        json!({"vpc_id": id(&vpc), "name": "sub", "cidr": "10.9.1.0/24"}),
+    )
+    .await;
+    let (_, member) = user_with_role(
+        &ts,
+        &sec,
+        "member1",
+        Some(&a.child),
+        Some(("member", "project", &a.project)),
+    )
+    .await;
+    let vm = post(
+        &member,
+        "/v1/instances",
+        json!({"project_id": a.project, "name": "web", "flavor": "basic.2c4g",
+            "image": id(&img), "nics": [{"subnet_id": id(&sub)}]}),
+    )
+    .await;
+    let vm = id(&vm[0]);
+    let (st, msg) = fails(
+        member
+            .post(
+                "/v1/requests",
+                &json!({"action": "change", "resource_id": vm,
+                    "parameters": {"add_elastic_ip": "yes"}}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(msg.contains("parameters.add_elastic_ip"), "{msg}");
+    let r = post(
+        &member,
+        "/v1/requests",
+        json!({"action": "change", "resource_id": vm, "parameters": {"add_elastic_ip": true}}),
+    )
+    .await;
+    approve(&admin, &id(&r)).await;
+    let done = finished(&member, &id(&r)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let made = &done["resources"][1];
+    assert_eq!(made["type"], "elastic_ip", "{done}");
+    let eip: Value = member
+        .get(
+            &format!("/v1/elastic-ips/{}", made["id"].as_str().unwrap()),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(eip["port_id"].is_string(), "bound: {eip}");
+    assert_eq!(eip["address"], made["name"]);
+    assert_eq!(quota_used(&admin, &a.project, "elastic_ips").await, 1);
+    ts.stop().await;
+}

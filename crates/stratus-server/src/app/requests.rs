@@ -164,7 +164,10 @@ async fn resource_of(
 /// What a change may set, per kind.
 fn change_parameters(kind: ServiceKind) -> &'static [(&'static str, ParameterType)] {
     match kind {
-        ServiceKind::Instance => &[("flavor", ParameterType::String)],
+        ServiceKind::Instance => &[
+            ("flavor", ParameterType::String),
+            ("add_elastic_ip", ParameterType::Boolean),
+        ],
         ServiceKind::Volume => &[("size_gib", ParameterType::Integer)],
         ServiceKind::Vpc
         | ServiceKind::ElasticIp
@@ -889,13 +892,18 @@ async fn make_one(
     })
 }
 
-/// A change or release, done.
-async fn change_one(app: &App, p: &Principal, r: &Request) -> Result<OrderResource> {
+/// A change or release, done: the resource, and an address a change added to it.
+async fn change_one(
+    app: &App,
+    p: &Principal,
+    r: &Request,
+) -> Result<(OrderResource, Option<OrderResource>)> {
     let id = r
         .resource_id
         .ok_or_else(|| Error::internal("change without a resource"))?;
     let rid = format!("order-{}", r.id);
-    let (kind, _, _, name) = resource_of(app, p, id).await?;
+    let (kind, project, _, name) = resource_of(app, p, id).await?;
+    let mut added = None;
     let v = &r.parameters;
     match (r.action, kind) {
         (RequestAction::Release, ServiceKind::Instance) => {
@@ -917,8 +925,31 @@ async fn change_one(app: &App, p: &Principal, r: &Request) -> Result<OrderResour
             super::stacks::stack_delete_now(app, p, id).await?
         }
         (_, ServiceKind::Instance) => {
-            let flavor = text(v, "flavor").unwrap_or_default();
-            super::instances::instance_resize_restarting(app, p, id, &flavor, &rid).await?
+            if let Some(flavor) = text(v, "flavor") {
+                super::instances::instance_resize_restarting(app, p, id, &flavor, &rid).await?
+            }
+            if v.get("add_elastic_ip").and_then(Value::as_bool) == Some(true) {
+                let b = ElasticIpCreate {
+                    project_id: project,
+                    external_network_id: None,
+                    description: format!("for instance {name} (request {})", r.id),
+                };
+                let e = super::networks::elastic_ip_create(app, p, b).await?;
+                let bind = stratus_api::ElasticIpBind {
+                    port_id: None,
+                    instance_id: Some(id),
+                };
+                if let Err(err) = super::networks::elastic_ip_bind(app, p, e.id, bind).await {
+                    // Not recorded anywhere yet: it goes here.
+                    let _ = super::networks::elastic_ip_delete(app, p, e.id).await;
+                    return Err(err);
+                }
+                added = Some(OrderResource {
+                    kind: "elastic_ip".into(),
+                    id: e.id,
+                    name: e.address,
+                });
+            }
         }
         (_, ServiceKind::Volume) => {
             let b = VolumeExtend {
@@ -933,11 +964,14 @@ async fn change_one(app: &App, p: &Principal, r: &Request) -> Result<OrderResour
             ))
         }
     }
-    Ok(OrderResource {
-        kind: kind.as_str().into(),
-        id,
-        name,
-    })
+    Ok((
+        OrderResource {
+            kind: kind.as_str().into(),
+            id,
+            name,
+        },
+        added,
+    ))
 }
 
 /// Whose rights provision a request: the requester's, except for a VDC, which is made by
@@ -1022,7 +1056,7 @@ async fn provision(app: &Arc<App>, id: Uuid) -> Result<()> {
                 }
             }
         } else {
-            let done = change_one(app, &p, &r).await?;
+            let (done, added) = change_one(app, &p, &r).await?;
             audit(
                 app,
                 &r,
@@ -1039,6 +1073,7 @@ async fn provision(app: &Arc<App>, id: Uuid) -> Result<()> {
             )
             .await;
             r.resources.push(done);
+            r.resources.extend(added);
         }
         Ok(())
     }
