@@ -33,7 +33,7 @@ pub fn sim_facts(n: usize) -> HostFacts {
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         simulated: true,
         console_address: format!("sim-{n}"),
-        volume_pool_gib: 0,
+        volume_pool_gib: 4 * 1024,
         tunnel_ip: String::new(),
     }
 }

@@ -3,6 +3,7 @@
 //! Everything a client sends or receives is declared here once, so the server, the CLI and
 //! the generated OpenAPI document cannot disagree about a field.
 
+pub mod billing;
 pub mod catalog;
 pub mod compute;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod stacks;
 pub mod types;
 pub mod volumes;
 
+pub use billing::*;
 pub use catalog::*;
 pub use compute::*;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};

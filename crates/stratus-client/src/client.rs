@@ -138,6 +138,18 @@ impl Client {
     ) -> Result<T, ClientError> {
         self.call(Method::GET, path, query, None::<&()>).await
     }
+    /// GET an answer that is not JSON (CSV, HTML): its text.
+    pub async fn get_text(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<String, ClientError> {
+        let raw = self.send_raw(Method::GET, path, query, None).await?;
+        if raw.status >= 300 {
+            return Err(error_from(raw.status, &raw.body));
+        }
+        Ok(String::from_utf8_lossy(&raw.body).into_owned())
+    }
     pub async fn post<T: DeserializeOwned>(
         &self,
         path: &str,

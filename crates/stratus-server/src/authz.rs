@@ -40,6 +40,10 @@ pub enum Perm {
     ImagePublish,
     /// The service catalog and approval flows.
     CatalogWrite,
+    /// Usage records, bills and budgets of the scope.
+    BillingRead,
+    /// The price list.
+    PriceWrite,
 }
 
 impl Perm {
@@ -69,6 +73,8 @@ impl Perm {
             Perm::HostWrite => "host.write",
             Perm::ImagePublish => "image.publish",
             Perm::CatalogWrite => "catalog.write",
+            Perm::BillingRead => "billing.read",
+            Perm::PriceWrite => "price.write",
         }
     }
 }
@@ -99,6 +105,7 @@ pub const ROLES: &[RoleDef] = &[
         perms: &[
             OrgRead, OrgWrite, VdcRead, VdcWrite, ProjectRead, ProjectWrite, QuotaRead, QuotaWrite, UserRead, GrantRead,
             SystemRead, ResourceRead, ResourceWrite, Approve, FlavorWrite, HostWrite, ImagePublish, CatalogWrite,
+            BillingRead, PriceWrite,
         ],
     },
     RoleDef {
@@ -122,26 +129,26 @@ pub const ROLES: &[RoleDef] = &[
         scopes: &[ScopeType::Vdc],
         perms: &[
             OrgRead, VdcRead, VdcWrite, ProjectRead, ProjectWrite, QuotaRead, QuotaWrite, UserRead, UserWrite, GrantRead,
-            GrantWrite, ResourceRead, ResourceWrite, Approve,
+            GrantWrite, ResourceRead, ResourceWrite, Approve, BillingRead,
         ],
     },
     RoleDef {
         name: "approver",
         description: "审批人: approves requests in this scope and sees its resources",
         scopes: TENANT,
-        perms: &[OrgRead, VdcRead, ProjectRead, QuotaRead, ResourceRead, Approve],
+        perms: &[OrgRead, VdcRead, ProjectRead, QuotaRead, ResourceRead, Approve, BillingRead],
     },
     RoleDef {
         name: "member",
         description: "成员: creates and manages resources in this scope, within quotas",
         scopes: TENANT,
-        perms: &[OrgRead, VdcRead, ProjectRead, QuotaRead, ResourceRead, ResourceWrite],
+        perms: &[OrgRead, VdcRead, ProjectRead, QuotaRead, ResourceRead, ResourceWrite, BillingRead],
     },
     RoleDef {
         name: "viewer",
         description: "只读: sees the resources of this scope",
         scopes: TENANT,
-        perms: &[OrgRead, VdcRead, ProjectRead, QuotaRead, ResourceRead],
+        perms: &[OrgRead, VdcRead, ProjectRead, QuotaRead, ResourceRead, BillingRead],
     },
 ];
 

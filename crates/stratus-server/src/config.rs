@@ -43,6 +43,8 @@ pub struct Config {
     pub recycle_bin: RecycleBinConfig,
     /// The S3-compatible object storage endpoint.
     pub s3: S3Config,
+    /// Usage records (话单), their files, and rating.
+    pub metering: MeteringConfig,
     /// The agent `stratus serve` runs in the same process (all-in-one mode).
     pub local_agent: LocalAgentConfig,
     /// Test instrument: named failure points to trigger (e.g. `create.schedule`). Never set
@@ -86,6 +88,33 @@ impl Default for RecycleBinConfig {
         RecycleBinConfig {
             retention_secs: 0,
             purge_check_secs: 60,
+        }
+    }
+}
+
+/// Metering: resource events become hourly usage records, priced as each hour closes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeteringConfig {
+    /// How often new events are applied and due hours closed, in seconds.
+    pub tick_secs: u64,
+    /// An hour closes (and is priced and exported) this many seconds after it ends, so
+    /// events committed late still count in it.
+    pub close_grace_secs: u64,
+    /// Write each closed hour's records as CSV and JSON files here, for the operations
+    /// management system to collect. Default: `<data_dir>/usage`.
+    pub export_dir: Option<PathBuf>,
+    /// Set false to write no files (records stay queryable through the API).
+    pub export: bool,
+}
+
+impl Default for MeteringConfig {
+    fn default() -> Self {
+        MeteringConfig {
+            tick_secs: 30,
+            close_grace_secs: 120,
+            export_dir: None,
+            export: true,
         }
     }
 }
@@ -227,6 +256,7 @@ impl Default for Config {
             compute: ComputeConfig::default(),
             storage: StorageConfig::default(),
             recycle_bin: RecycleBinConfig::default(),
+            metering: MeteringConfig::default(),
             s3: S3Config::default(),
             local_agent: LocalAgentConfig::default(),
             faults: Vec::new(),

@@ -92,6 +92,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_stacks.sql"),
         postgres: include_str!("../migrations/postgres/0008_stacks.sql"),
     },
+    Migration {
+        version: 9,
+        name: "metering",
+        sqlite: include_str!("../migrations/sqlite/0009_metering.sql"),
+        postgres: include_str!("../migrations/postgres/0009_metering.sql"),
+    },
 ];
 
 /// Per-connection SQLite settings; only the writer switches the file to WAL.

@@ -298,6 +298,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         tracing::warn!(error = %e, "cannot resume orders");
     }
     app::recycle::spawn_purger(app.clone());
+    app::metering::spawn(app.clone());
     // Stacks interrupted mid-action: deletes and rollbacks go on, the rest are failed.
     if let Err(e) = app::stacks::resume(&app).await {
         tracing::warn!(error = %e, "cannot resume stacks");

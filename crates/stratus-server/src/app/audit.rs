@@ -10,7 +10,7 @@ pub async fn audit_list(app: &App, p: &Principal, f: AuditFilter) -> Result<Page
     Ok(Page { items, next })
 }
 
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

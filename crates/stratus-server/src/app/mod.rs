@@ -12,6 +12,7 @@ pub mod hosts;
 pub mod images;
 pub mod instances;
 pub mod ipam;
+pub mod metering;
 pub mod networks;
 pub mod orgs;
 pub mod projects;

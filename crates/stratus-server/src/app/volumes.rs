@@ -70,7 +70,7 @@ pub async fn volume_type_delete(app: &App, p: &Principal, id: Uuid) -> Result<()
     app.store.volume_type_delete(id).await
 }
 
-async fn resolve_type(app: &App, key: Option<&str>) -> Result<VolumeType> {
+pub(crate) async fn resolve_type(app: &App, key: Option<&str>) -> Result<VolumeType> {
     let key = key.unwrap_or("normal");
     app.store
         .volume_type_list()

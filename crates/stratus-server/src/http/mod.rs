@@ -3,6 +3,7 @@
 //! limiting, metrics, the API call log and the audit log.
 
 pub mod admin;
+pub mod billing;
 pub mod catalog;
 pub mod compute;
 pub mod extract;
@@ -70,6 +71,7 @@ use extract::Authenticated;
         (name = "requests", description = "Requests for services, changes and releases; their approval and orders"),
         (name = "recycle-bin", description = "Deleted instances and volumes kept for a while, restored or purged"),
         (name = "stacks", description = "Orchestration: templates and the stacks of resources made from them"),
+        (name = "billing", description = "Metering (usage records), prices, cost estimates, bills and budgets"),
         (name = "agent", description = "The host agents' protocol (host credentials, not user tokens)"),
         (name = "system", description = "Health, metrics and consistency checks")
     )
@@ -288,6 +290,23 @@ fn api_router() -> OpenApiRouter<AppRef> {
             stacks::stack_delete
         ))
         .routes(routes!(stacks::stack_template))
+        .routes(routes!(billing::meter_list))
+        .routes(routes!(billing::usage_list))
+        .routes(routes!(billing::usage_status))
+        .routes(routes!(billing::price_list, billing::price_create))
+        .routes(routes!(
+            billing::price_view,
+            billing::price_update,
+            billing::price_delete
+        ))
+        .routes(routes!(billing::price_estimate))
+        .routes(routes!(billing::bill_view))
+        .routes(routes!(
+            billing::budget_view,
+            billing::budget_set,
+            billing::budget_delete
+        ))
+        .routes(routes!(billing::billing_event_list))
         .routes(routes!(admin::resource_transfer))
         .routes(routes!(admin::recycle_list))
         .routes(routes!(admin::recycle_restore))

@@ -126,6 +126,7 @@ impl Store {
     /// A heartbeat with fresh facts.
     pub async fn host_heartbeat(&self, id: Uuid, facts: &HostFacts) -> Result<()> {
         let now = now_text();
+        let mut tx = self.db.write.begin().await?;
         sqlx::query(
             "UPDATE hosts SET facts = $1, cpus = $2, memory_mib = $3, disk_gib = $4, \
              last_heartbeat_at = $5, updated_at = $5, volume_pool_gib = $7 WHERE id = $6",
@@ -137,8 +138,11 @@ impl Store {
         .bind(&now)
         .bind(id.to_string())
         .bind(facts.volume_pool_gib)
-        .execute(&self.db.write)
+        .execute(&mut *tx)
         .await?;
+        // Its instances were unobserved while it was silent; from now on they are seen.
+        Store::meter_host_back_tx(&mut tx, &id.to_string()).await?;
+        tx.commit().await?;
         Ok(())
     }
 

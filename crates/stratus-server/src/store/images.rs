@@ -272,6 +272,7 @@ impl Store {
         checksum: &str,
         stored_sha256: &str,
     ) -> Result<()> {
+        let mut tx = self.db.write.begin().await?;
         sqlx::query(
             "UPDATE images SET status = 'active', status_reason = '', size_bytes = $1, virtual_size_bytes = $2, \
              checksum_sha256 = $3, stored_sha256 = $4, \
@@ -284,8 +285,29 @@ impl Store {
         .bind(stored_sha256)
         .bind(now_text())
         .bind(id.to_string())
-        .execute(&self.db.write)
+        .execute(&mut *tx)
         .await?;
+        // A project's own image is metered for the bytes it stores.
+        let owner: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT project_id, vdc_id FROM images WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some((Some(p), Some(v))) = owner {
+            if let (Ok(p), Ok(v)) = (Uuid::parse_str(&p), Uuid::parse_str(&v)) {
+                super::instances::metering_event(
+                    &mut tx,
+                    "image",
+                    id,
+                    p,
+                    v,
+                    "created",
+                    serde_json::json!({"size_bytes": size}),
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -344,6 +366,18 @@ impl Store {
             .bind(img.api.id.to_string())
             .execute(&mut *tx)
             .await?;
+        if let (Some(p), Some(v)) = (img.api.project_id, img.vdc_id) {
+            super::instances::metering_event(
+                &mut tx,
+                "image",
+                img.api.id,
+                p,
+                v,
+                "deleted",
+                serde_json::json!({}),
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

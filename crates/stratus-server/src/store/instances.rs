@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::hosts::Footprint;
 use super::quotas::QuotaDelta;
 use super::{
-    col_i64, col_opt_str, col_opt_time, col_opt_uuid, col_str, col_time, col_uuid, now_text, Arg,
-    Conds, Paging, Store,
+    col_i64, col_opt_str, col_opt_time, col_opt_uuid, col_str, col_time, col_uuid, now_text,
+    time_text, Arg, Conds, Paging, Store,
 };
 use crate::authz::Visibility;
 use crate::error::{Error, Result};
@@ -294,7 +294,8 @@ impl Store {
                 "created",
                 serde_json::json!({"flavor": n.flavor_name, "vcpus": n.flavor.vcpus,
                     "memory_mib": n.flavor.memory_mib, "root_disk_gib": n.flavor.disk_gib,
-                    "image_id": n.image_id}),
+                    "image_id": n.image_id, "zone": n.availability_zone,
+                    "boot_from_volume": n.boot_volume_id.is_some()}),
             )
             .await?;
         }
@@ -1112,7 +1113,7 @@ pub(crate) async fn metering_event(
         "INSERT INTO metering_events (at, resource_type, resource_id, project_id, vdc_id, event, attrs) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(now_text())
+    .bind(time_text(super::metering::meter_now()))
     .bind(resource_type)
     .bind(id.to_string())
     .bind(project.to_string())

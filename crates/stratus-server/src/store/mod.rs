@@ -10,6 +10,7 @@ mod grants;
 mod hosts;
 mod images;
 mod instances;
+pub mod metering;
 mod networks;
 mod objects;
 mod orgs;
@@ -30,6 +31,7 @@ pub use catalog::{RequestRow, RequestScope};
 pub use flavors::{NewFlavor, BUILTIN_FLAVORS};
 pub use hosts::Footprint;
 pub use images::{ImageRow, NewImage};
+pub(crate) use instances::resource_visible;
 pub use instances::{
     desired, FlavorSnapshot, InstanceQuery, InstanceRow, NewInstance, Observed, Transition,
 };
@@ -43,6 +45,7 @@ pub use stacks::StackRow;
 pub use tokens::SessionRow;
 pub use transfers::Move;
 pub use users::{NewUser, UserRow};
+pub(crate) use vdcs::vdc_visible;
 pub use volumes::{
     desired_volume, volume_serial, HostAttachments, NewVolume, Placement, SnapshotRow, VolumeQuery,
     VolumeRow, BUILTIN_VOLUME_TYPES, MAX_ATTACHMENTS, MAX_INSTANCE_VOLUMES, MAX_SNAPSHOTS,

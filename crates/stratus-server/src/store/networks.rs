@@ -1210,6 +1210,16 @@ impl Store {
             .await?;
         let chain = chain_of(&mut tx, g.project_id, g.vdc_id).await?;
         Store::quota_charge(&mut tx, &chain, &one(QuotaResource::SecurityGroups, -1)).await?;
+        metering_event(
+            &mut tx,
+            "security_group",
+            id,
+            g.project_id,
+            g.vdc_id,
+            "deleted",
+            serde_json::json!({}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -2308,7 +2318,16 @@ async fn insert_group_tx(
     .bind(&now)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    metering_event(
+        tx,
+        "security_group",
+        id,
+        project,
+        vdc,
+        "created",
+        serde_json::json!({}),
+    )
+    .await
 }
 
 async fn insert_rule_tx(tx: &mut Tx, group: Uuid, r: &SecurityGroupRule) -> Result<()> {

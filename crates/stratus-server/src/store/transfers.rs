@@ -52,6 +52,24 @@ impl Store {
             .collect();
         Store::quota_charge(&mut tx, m.from, &back).await?;
         Store::quota_charge(&mut tx, m.to, &m.quota).await?;
+        // Usage from now on is the new owner's.
+        let kind = match m.table {
+            "instances" => "instance",
+            "volumes" => "volume",
+            "elastic_ips" => "elastic_ip",
+            "buckets" => "bucket",
+            other => other,
+        };
+        super::instances::metering_event(
+            &mut tx,
+            kind,
+            m.id,
+            *to,
+            m.to_vdc,
+            "transferred",
+            serde_json::json!({}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

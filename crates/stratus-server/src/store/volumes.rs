@@ -452,13 +452,20 @@ impl Store {
             .bind(&now)
             .execute(&mut *tx)
             .await?;
+            // Prices are set per volume type by name (the IOPS tiers).
+            let type_name: Option<String> =
+                sqlx::query_scalar("SELECT name FROM volume_types WHERE id = $1")
+                    .bind(n.volume_type_id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
             volume_metering(
                 &mut tx,
                 n.id,
                 n.project_id,
                 n.vdc_id,
                 "created",
-                serde_json::json!({"size_gib": n.size_gib, "volume_type_id": n.volume_type_id}),
+                serde_json::json!({"size_gib": n.size_gib, "volume_type_id": n.volume_type_id,
+                    "volume_type": type_name.unwrap_or_default(), "zone": n.availability_zone}),
             )
             .await?;
         }
@@ -913,7 +920,8 @@ impl Store {
             v.api.project_id,
             v.api.vdc_id,
             "resized",
-            serde_json::json!({"size_gib": size_gib, "volume_type_id": v.api.volume_type_id}),
+            serde_json::json!({"size_gib": size_gib, "volume_type_id": v.api.volume_type_id,
+                "volume_type": v.api.volume_type}),
         )
         .await?;
         tx.commit().await?;
@@ -1145,7 +1153,7 @@ impl Store {
                 row.api.vdc_id,
                 "resized",
                 serde_json::json!({"size_gib": size, "volume_type_id": row.api.volume_type_id,
-                    "reverted": true}),
+                    "volume_type": row.api.volume_type, "reverted": true}),
             )
             .await?;
         }
