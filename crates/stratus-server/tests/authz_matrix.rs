@@ -235,6 +235,30 @@ fn rand_port() -> i64 {
     (Uuid::new_v4().as_u128() % 1_000_000) as i64
 }
 
+/// A price for one hour of its own, somewhere in the next few centuries (never overlapping
+/// another's period).
+fn fresh_price_body() -> Value {
+    let from = chrono::DateTime::parse_from_rfc3339("2100-01-01T00:00:00Z").unwrap()
+        + chrono::Duration::hours(rand_port());
+    json!({"meter": "eip_hours", "unit_price": "0.01", "effective_from": from,
+        "effective_to": from + chrono::Duration::hours(1)})
+}
+
+async fn fresh_price(admin: &Client) -> String {
+    let p: Value = admin.post("/v1/prices", &fresh_price_body()).await.unwrap();
+    id(&p)
+}
+
+async fn fresh_budget(admin: &Client, fx: &Fixture) {
+    let _: Value = admin
+        .put(
+            &format!("/v1/vdcs/{}/budget", fx.child),
+            &json!({"monthly_limit": "1000"}),
+        )
+        .await
+        .unwrap();
+}
+
 fn uniq(prefix: &str) -> String {
     format!("{prefix}{}", &Uuid::new_v4().simple().to_string()[..10])
 }
@@ -846,6 +870,46 @@ async fn request_for(
                 .unwrap();
             (M::DELETE, format!("/v1/elastic-ips/{}", id(&e)), None)
         }
+        "meter_list" => (M::GET, "/v1/meters".into(), None),
+        "usage_list" => (M::GET, format!("/v1/usage?project_id={}", fx.project), None),
+        "usage_status" => (M::GET, "/v1/usage/status".into(), None),
+        "price_list" => (M::GET, "/v1/prices".into(), None),
+        "price_create" => (M::POST, "/v1/prices".into(), Some(fresh_price_body())),
+        "price_view" => (M::GET, format!("/v1/prices/{}", fresh_price(admin).await), None),
+        "price_update" => (
+            M::PATCH,
+            format!("/v1/prices/{}", fresh_price(admin).await),
+            Some(json!({"description": "changed"})),
+        ),
+        "price_delete" => (
+            M::DELETE,
+            format!("/v1/prices/{}", fresh_price(admin).await),
+            None,
+        ),
+        "price_estimate" => (
+            M::POST,
+            "/v1/prices/estimate".into(),
+            Some(json!({"flavor": "basic.2c4g"})),
+        ),
+        "bill_view" => (M::GET, format!("/v1/bills?project_id={}", fx.project), None),
+        "budget_view" => {
+            fresh_budget(admin, fx).await;
+            (M::GET, format!("/v1/vdcs/{}/budget", fx.child), None)
+        }
+        "budget_set" => (
+            M::PUT,
+            format!("/v1/vdcs/{}/budget", fx.child),
+            Some(json!({"monthly_limit": "1000"})),
+        ),
+        "budget_delete" => {
+            fresh_budget(admin, fx).await;
+            (M::DELETE, format!("/v1/vdcs/{}/budget", fx.child), None)
+        }
+        "billing_event_list" => (
+            M::GET,
+            format!("/v1/billing-events?vdc_id={}", fx.child),
+            None,
+        ),
         "recycle_list" => (M::GET, "/v1/recycle-bin".into(), None),
         "recycle_restore" => (
             M::POST,
