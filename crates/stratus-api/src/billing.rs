@@ -284,6 +284,14 @@ pub struct EstimateRequest {
     pub hours: Option<i64>,
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EstimateHours {
+    /// For how many hours (default 730, a month).
+    #[serde(default)]
+    pub hours: Option<i64>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EstimateVolume {

@@ -141,6 +141,18 @@ pub enum Command {
     /// Orchestration: stacks of resources made from YAML templates.
     #[command(subcommand)]
     Stack(crate::stack_cli::StackCmd),
+    /// Usage records (话单): what each resource used, hour by hour.
+    #[command(subcommand)]
+    Usage(crate::billing_cli::UsageCmd),
+    /// The price list and cost estimates.
+    #[command(subcommand)]
+    Price(crate::billing_cli::PriceCmd),
+    /// Bills of a project, VDC, organization or resource, for a month or any period.
+    #[command(subcommand)]
+    Bill(crate::billing_cli::BillCmd),
+    /// VDC monthly budgets and the alerts they raise.
+    #[command(subcommand)]
+    Budget(crate::billing_cli::BudgetCmd),
     /// Hand an instance, volume, elastic IP or bucket to another project; its quota moves
     /// with it (VDC and platform administrators).
     Transfer {
@@ -563,6 +575,10 @@ impl Out {
                 print!("{}", output::table(&rows, columns));
             }
         }
+    }
+
+    pub(crate) fn is_table(&self) -> bool {
+        self.format == Format::Table
     }
 
     pub(crate) fn done(&self, msg: &str) {
@@ -1173,6 +1189,10 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
         Command::Approval(cmd) => crate::catalog_cli::approval(&c, &out, cmd).await?,
         Command::Order(cmd) => crate::catalog_cli::order(&c, &out, cmd).await?,
         Command::Stack(cmd) => crate::stack_cli::stack(&c, &out, cmd).await?,
+        Command::Usage(cmd) => crate::billing_cli::usage(&c, &out, cmd).await?,
+        Command::Price(cmd) => crate::billing_cli::price(&c, &out, cmd).await?,
+        Command::Bill(cmd) => crate::billing_cli::bill(&c, &out, cmd).await?,
+        Command::Budget(cmd) => crate::billing_cli::budget(&c, &out, cmd).await?,
         Command::Vpc(cmd) => crate::net_cli::vpc(&c, &out, cmd).await?,
         Command::Subnet(cmd) => crate::net_cli::subnet(&c, &out, cmd).await?,
         Command::Port(cmd) => crate::net_cli::port(&c, &out, cmd).await?,

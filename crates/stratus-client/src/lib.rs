@@ -1,6 +1,7 @@
 //! The Stratus client: an HTTP client for the `/v1` API (token or signed access-key
 //! requests) and the command-line interface built on it.
 
+pub mod billing_cli;
 pub mod catalog_cli;
 pub mod cli;
 pub mod client;

@@ -875,7 +875,11 @@ async fn request_for(
         "usage_status" => (M::GET, "/v1/usage/status".into(), None),
         "price_list" => (M::GET, "/v1/prices".into(), None),
         "price_create" => (M::POST, "/v1/prices".into(), Some(fresh_price_body())),
-        "price_view" => (M::GET, format!("/v1/prices/{}", fresh_price(admin).await), None),
+        "price_view" => (
+            M::GET,
+            format!("/v1/prices/{}", fresh_price(admin).await),
+            None,
+        ),
         "price_update" => (
             M::PATCH,
             format!("/v1/prices/{}", fresh_price(admin).await),
@@ -890,6 +894,12 @@ async fn request_for(
             M::POST,
             "/v1/prices/estimate".into(),
             Some(json!({"flavor": "basic.2c4g"})),
+        ),
+        "request_estimate" => (
+            M::POST,
+            "/v1/requests/estimate".into(),
+            Some(json!({"service_id": fx.service, "project_id": fx.project,
+                "parameters": {"name": "v", "cidr": "10.9.0.0/16"}})),
         ),
         "bill_view" => (M::GET, format!("/v1/bills?project_id={}", fx.project), None),
         "budget_view" => {

@@ -564,6 +564,39 @@ async fn prices_are_validated_and_estimates_use_them() {
         .unwrap()
         .iter()
         .any(|u| u == "instance_disk_gib_hours (basic.4c8g)"));
+    // The catalog's form, priced before it is submitted: a month of two locked 4c8g
+    // instances is 2.24 × 730 = 1635.20.
+    let svc = post(
+        &admin,
+        "/v1/services",
+        json!({"name": "ECS", "kind": "instance", "parameters": [
+            {"name": "name"}, {"name": "count", "max": 10},
+            {"name": "flavor", "mode": "locked", "default": "basic.4c8g"},
+            {"name": "image", "mode": "locked", "default": "any"}]}),
+    )
+    .await;
+    let form = json!({"service_id": id(&svc), "project_id": a.project,
+        "parameters": {"name": "web", "count": 2}});
+    let e = post(&member, "/v1/requests/estimate", form.clone()).await;
+    assert_eq!(e["total"], "1635.20", "{e}");
+    assert_eq!(e["hours"], 730);
+    let (code, msg) = fails(
+        member
+            .post(
+                "/v1/requests/estimate",
+                &json!({"service_id": id(&svc), "project_id": a.project,
+                    "parameters": {"name": "web", "flavor": "basic.2c4g"}}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(code, 400, "{msg}");
+    assert!(msg.contains("flavor"), "{msg}");
+    let other = tree(&admin, "B").await;
+    let mut elsewhere = form.clone();
+    elsewhere["project_id"] = json!(other.project);
+    let (code, _) = fails(member.post("/v1/requests/estimate", &elsewhere).await).await;
+    assert_eq!(code, 404);
     for (body, want) in [
         (json!({"flavor": "nope"}), "flavor: no flavor named"),
         (

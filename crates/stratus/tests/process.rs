@@ -954,5 +954,49 @@ async fn cli_requests_approves_provisions_and_orchestrates() {
     assert!(ok && out.contains("Deleted."), "{out}{err}");
     let (ok, out, _) = as_(&dept_cfg, &["vpc", "list", "--project", &project], None);
     assert!(ok && !out.contains("10.31.0.0/16"), "{out}");
+
+    // Prices, an estimate, a bill and a budget through the CLI.
+    for (meter, price) in [("vcpu_hours", "0.12"), ("memory_gib_hours", "0.03")] {
+        let p = json_ok(&admin_cfg, &["price", "create", meter, price]);
+        assert_eq!(p["unit_price"], format!("{price}0000"), "{p}");
+    }
+    let (ok, out, err) = as_(
+        &dept_cfg,
+        &["price", "create", "vcpu_hours", "1", "--spec", "basic.2c4g"],
+        None,
+    );
+    assert!(!ok && err.contains("price.write"), "{out}{err}");
+    let (ok, out, err) = as_(
+        &dept_cfg,
+        &[
+            "price",
+            "estimate",
+            "--flavor",
+            "basic.2c4g",
+            "--hours",
+            "10",
+        ],
+        None,
+    );
+    // 2 × 0.12 + 4 × 0.03 = 0.36 per hour.
+    assert!(
+        ok && out.contains("Pay-as-you-go: 0.3600 CNY per hour, 3.60 CNY for 10 hours"),
+        "{out}{err}"
+    );
+    let (ok, out, _) = as_(&dept_cfg, &["usage", "meters"], None);
+    assert!(
+        ok && out.contains("vcpu_hours") && out.contains("GiB-hour"),
+        "{out}"
+    );
+    let bill = json_ok(&dept_cfg, &["bill", "show", "--project", &project]);
+    assert_eq!(bill["scope"], "project", "{bill}");
+    let (ok, out, _) = as_(
+        &dept_cfg,
+        &["bill", "show", "--project", &project, "--export", "csv"],
+        None,
+    );
+    assert!(ok && out.starts_with("project_id,vdc_id"), "{out}");
+    let b = json_ok(&admin_cfg, &["budget", "set", &vdc, "5000"]);
+    assert_eq!(b["monthly_limit"], "5000.00", "{b}");
     server.kill().unwrap();
 }

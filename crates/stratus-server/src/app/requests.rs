@@ -242,6 +242,94 @@ fn auto_approved(
     Some(format!("approved automatically: {}", why.join(", ")))
 }
 
+/// A create request's service, project and parameter values (defaults and locks applied),
+/// checked as for submitting it.
+async fn create_form(
+    app: &App,
+    p: &Principal,
+    b: &RequestCreate,
+) -> Result<(
+    stratus_api::Service,
+    stratus_api::Project,
+    Map<String, Value>,
+)> {
+    let sid = b
+        .service_id
+        .ok_or_else(|| Error::invalid("service_id", "is required for a create request"))?;
+    let pid = b
+        .project_id
+        .ok_or_else(|| Error::invalid("project_id", "is required for a create request"))?;
+    let (project, chain) = app
+        .project_visible(p, pid)
+        .await
+        .map_err(|_| Error::not_found("project", pid))?;
+    require_seen(
+        p,
+        Perm::ResourceWrite,
+        &target(project.id, &chain),
+        "project",
+        pid,
+    )?;
+    let s = super::catalog::service_visible(app, p, sid).await?;
+    if !super::catalog::service_open_to(&s, &chain) {
+        return Err(Error::not_found("service", sid));
+    }
+    let values = request_values(&s, &b.parameters)?;
+    Ok((s, project, values))
+}
+
+/// What a create request would cost, by today's prices, before it is submitted: the form
+/// is checked as for submitting (same errors), then priced for a month (or `hours`, when
+/// the body's parameters carry it).
+pub async fn request_estimate(
+    app: &App,
+    p: &Principal,
+    b: RequestCreate,
+    hours: Option<i64>,
+) -> Result<stratus_api::Estimate> {
+    if b.action != RequestAction::Create {
+        return Err(Error::invalid(
+            "action",
+            "only a create request has a cost estimate",
+        ));
+    }
+    let (s, _, v) = create_form(app, p, &b).await?;
+    let count = int(&v, "count").unwrap_or(1);
+    let mut e = stratus_api::EstimateRequest {
+        hours,
+        ..Default::default()
+    };
+    match s.kind {
+        ServiceKind::Instance => {
+            let key = text(&v, "flavor").unwrap_or_default();
+            let flavor = app
+                .store
+                .flavor_list()
+                .await?
+                .into_iter()
+                .find(|f| f.name == key || f.id.to_string() == key)
+                .ok_or_else(|| {
+                    Error::invalid("parameters.flavor", &format!("no flavor {key:?}"))
+                })?;
+            e.flavor = Some(flavor.name);
+            e.count = Some(count);
+        }
+        ServiceKind::Volume => {
+            for _ in 0..count.clamp(1, 100) {
+                e.volumes.push(stratus_api::EstimateVolume {
+                    volume_type: text(&v, "volume_type"),
+                    size_gib: int(&v, "size_gib").unwrap_or(0),
+                });
+            }
+        }
+        ServiceKind::ElasticIp => e.elastic_ips = count,
+        // VPCs, VDCs and empty buckets cost nothing up front; a stack's resources are
+        // priced as they are metered.
+        _ => {}
+    }
+    super::metering::prices::estimate(app, p, e).await
+}
+
 pub async fn request_create(app: &Arc<App>, p: &Principal, b: RequestCreate) -> Result<Request> {
     validate::description("description", &b.description)?;
     let (kind, service, project, parameters, resource_id) = match b.action {
@@ -252,28 +340,7 @@ pub async fn request_create(app: &Arc<App>, p: &Principal, b: RequestCreate) -> 
                     "a create request makes new resources; use change or release for existing ones",
                 ));
             }
-            let sid = b
-                .service_id
-                .ok_or_else(|| Error::invalid("service_id", "is required for a create request"))?;
-            let pid = b
-                .project_id
-                .ok_or_else(|| Error::invalid("project_id", "is required for a create request"))?;
-            let (project, chain) = app
-                .project_visible(p, pid)
-                .await
-                .map_err(|_| Error::not_found("project", pid))?;
-            require_seen(
-                p,
-                Perm::ResourceWrite,
-                &target(project.id, &chain),
-                "project",
-                pid,
-            )?;
-            let s = super::catalog::service_visible(app, p, sid).await?;
-            if !super::catalog::service_open_to(&s, &chain) {
-                return Err(Error::not_found("service", sid));
-            }
-            let values = request_values(&s, &b.parameters)?;
+            let (s, project, values) = create_form(app, p, &b).await?;
             (s.kind, Some(s), project, values, None)
         }
         RequestAction::Change | RequestAction::Release => {

@@ -197,3 +197,19 @@ pub async fn billing_event_list(
 ) -> Ok<Vec<BillingEvent>> {
     Ok(axum::Json(bills::billing_events(&app, &ctx.p, &f).await?))
 }
+
+/// What a create request would cost before it is submitted: the form is checked as for
+/// submitting it (same errors), then priced by today's prices for a month (or `hours`).
+#[utoipa::path(post, path = "/v1/requests/estimate", operation_id = "request_estimate", tag = "requests",
+    params(EstimateHours), request_body = RequestCreate,
+    responses((status = 200, body = Estimate), (status = "default", body = ErrorBody)))]
+pub async fn request_estimate(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Query(q): Query<EstimateHours>,
+    Json(b): Json<RequestCreate>,
+) -> Ok<Estimate> {
+    Ok(axum::Json(
+        app::requests::request_estimate(&app, &ctx.p, b, q.hours).await?,
+    ))
+}

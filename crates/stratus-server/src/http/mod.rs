@@ -300,6 +300,7 @@ fn api_router() -> OpenApiRouter<AppRef> {
             billing::price_delete
         ))
         .routes(routes!(billing::price_estimate))
+        .routes(routes!(billing::request_estimate))
         .routes(routes!(billing::bill_view))
         .routes(routes!(
             billing::budget_view,
