@@ -73,9 +73,10 @@ pub fn accrued(per_hour: i64, micros: i64) -> i64 {
 }
 
 /// `quantity` millionths of a unit at `unit_price` millionths of a yuan per unit: millionths
-/// of a yuan, rounded half up.
+/// of a yuan, rounded half up (saturating, never wrapping).
 pub fn amount_of(quantity: i64, unit_price: i64) -> i64 {
-    ((quantity as i128 * unit_price as i128 + MICRO as i128 / 2) / MICRO as i128) as i64
+    let v = (quantity as i128 * unit_price as i128 + MICRO as i128 / 2) / MICRO as i128;
+    v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
 // ------------------------------------------------------------------ types
@@ -744,47 +745,91 @@ impl Store {
         Ok(())
     }
 
-    /// Price the unrated records of `hour` by the price list in force at its start.
+    /// Price the unrated records of `hour` by the price list in force at its start: one
+    /// statement per meter and spec found in the hour (the price is looked up once for
+    /// all of them), then the rest — gaps and what has no price — are marked rated at 0.
     async fn meter_rate_tx(tx: &mut Tx, hour: DateTime<Utc>, book: &PriceBook) -> Result<usize> {
-        let rows = sqlx::query(
-            "SELECT id, meter, spec, quantity, gap FROM usage_records \
-             WHERE period_start = $1 AND rated = 0",
+        let h = time_text(hour);
+        let groups: Vec<(String, String)> = sqlx::query_as(
+            "SELECT DISTINCT meter, spec FROM usage_records \
+             WHERE period_start = $1 AND rated = 0 AND gap = 0",
         )
-        .bind(time_text(hour))
+        .bind(&h)
         .fetch_all(&mut **tx)
         .await?;
-        for r in &rows {
-            let id = col_i64(r, "id")?;
-            let gap = col_i64(r, "gap")? != 0;
-            let price = if gap {
-                None
-            } else {
-                book.find(
-                    &col_str(r, "meter")?,
-                    &col_str(r, "spec")?,
-                    Billing::Payg,
-                    hour,
-                )
+        let mut n = 0u64;
+        for (meter, spec) in &groups {
+            let Some((p, unit)) = book.find(meter, spec, Billing::Payg, hour) else {
+                continue;
             };
-            let (price_id, unit, amount) = match price {
-                Some((p, unit)) => (
-                    Some(p.id.to_string()),
-                    unit,
-                    amount_of(col_i64(r, "quantity")?, unit),
-                ),
-                None => (None, 0, 0),
-            };
+            let max: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(quantity) FROM usage_records \
+                 WHERE period_start = $1 AND rated = 0 AND gap = 0 AND meter = $2 AND spec = $3",
+            )
+            .bind(&h)
+            .bind(meter)
+            .bind(spec)
+            .fetch_one(&mut **tx)
+            .await?;
+            if max.unwrap_or(0) as i128 * unit as i128 > (i64::MAX / 2) as i128 {
+                // Too large for the database's 64-bit arithmetic: row by row, in 128 bits.
+                n += Store::meter_rate_rows_tx(tx, &h, meter, spec, p.id, unit).await?;
+                continue;
+            }
+            // Half up, as amount_of: (q × u + ½·10⁶) / 10⁶ in whole millionths.
+            let done = sqlx::query(
+                "UPDATE usage_records SET rated = 1, price_id = $1, unit_price = $2, \
+                 amount = (quantity * $2 + 500000) / 1000000 \
+                 WHERE period_start = $3 AND rated = 0 AND gap = 0 AND meter = $4 AND spec = $5",
+            )
+            .bind(p.id.to_string())
+            .bind(unit)
+            .bind(&h)
+            .bind(meter)
+            .bind(spec)
+            .execute(&mut **tx)
+            .await?;
+            n += done.rows_affected();
+        }
+        let rest = sqlx::query(
+            "UPDATE usage_records SET rated = 1, price_id = NULL, unit_price = 0, amount = 0 \
+             WHERE period_start = $1 AND rated = 0",
+        )
+        .bind(&h)
+        .execute(&mut **tx)
+        .await?;
+        Ok((n + rest.rows_affected()) as usize)
+    }
+
+    async fn meter_rate_rows_tx(
+        tx: &mut Tx,
+        hour: &str,
+        meter: &str,
+        spec: &str,
+        price: Uuid,
+        unit: i64,
+    ) -> Result<u64> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT id, quantity FROM usage_records \
+             WHERE period_start = $1 AND rated = 0 AND gap = 0 AND meter = $2 AND spec = $3",
+        )
+        .bind(hour)
+        .bind(meter)
+        .bind(spec)
+        .fetch_all(&mut **tx)
+        .await?;
+        for (id, q) in &rows {
             sqlx::query(
                 "UPDATE usage_records SET rated = 1, price_id = $1, unit_price = $2, amount = $3 WHERE id = $4",
             )
-            .bind(price_id)
+            .bind(price.to_string())
             .bind(unit)
-            .bind(amount)
+            .bind(amount_of(*q, unit))
             .bind(id)
             .execute(&mut **tx)
             .await?;
         }
-        Ok(rows.len())
+        Ok(rows.len() as u64)
     }
 
     pub async fn meter_set_exported(&self, through: DateTime<Utc>) -> Result<()> {

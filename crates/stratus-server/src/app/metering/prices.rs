@@ -114,6 +114,12 @@ pub async fn price_create(app: &App, p: &Principal, b: PriceCreate) -> Result<Pr
     let spec = b.spec.trim().to_string();
     check_spec(app, m, &spec).await?;
     let unit_price = parse_micro(&b.unit_price).map_err(|r| Error::invalid("unit_price", r))?;
+    if unit_price > 1_000_000 * MICRO {
+        return Err(Error::invalid(
+            "unit_price",
+            "is more than 1,000,000 CNY per unit",
+        ));
+    }
     if b.billing == Billing::Monthly && m.unit == "request" {
         return Err(Error::invalid(
             "billing",
