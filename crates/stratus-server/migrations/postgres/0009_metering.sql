@@ -4,7 +4,7 @@
 -- Where the meter has got to (one row): events up to last_event_id are applied, every hour
 -- before closed_through is closed and rated, and exported up to exported_through.
 CREATE TABLE meter_cursor (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
+    id BIGINT PRIMARY KEY CHECK (id = 1),
     last_event_id BIGINT NOT NULL,
     closed_through TEXT NOT NULL,
     exported_through TEXT NOT NULL
@@ -39,9 +39,9 @@ CREATE TABLE usage_records (
     unit TEXT NOT NULL,
     quantity BIGINT NOT NULL,
     -- 1: time nobody observed (the host's agent was silent); never priced.
-    gap INTEGER NOT NULL DEFAULT 0,
+    gap BIGINT NOT NULL DEFAULT 0,
     -- 1 once its hour closed and it was priced.
-    rated INTEGER NOT NULL DEFAULT 0,
+    rated BIGINT NOT NULL DEFAULT 0,
     price_id TEXT,
     unit_price BIGINT NOT NULL DEFAULT 0,
     amount BIGINT NOT NULL DEFAULT 0,
@@ -75,7 +75,7 @@ CREATE TABLE budgets (
     vdc_id TEXT PRIMARY KEY,
     monthly_limit BIGINT NOT NULL,
     alerted_month TEXT NOT NULL DEFAULT '',
-    alerted_level INTEGER NOT NULL DEFAULT 0,
+    alerted_level BIGINT NOT NULL DEFAULT 0,
     updated_by TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
@@ -94,4 +94,4 @@ CREATE TABLE billing_events (
 CREATE INDEX billing_events_vdc ON billing_events (vdc_id, at);
 
 -- Hosts whose instances the meter holds as unobserved (their agent went silent).
-ALTER TABLE hosts ADD COLUMN meter_lost INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE hosts ADD COLUMN meter_lost BIGINT NOT NULL DEFAULT 0;

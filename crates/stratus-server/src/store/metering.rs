@@ -11,7 +11,6 @@ use std::sync::RwLock;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
-use sqlx::Row;
 use stratus_api::{Billing, BillingEvent, Budget, Price, UsageRecord, MICRO};
 use uuid::Uuid;
 
@@ -980,7 +979,8 @@ impl Store {
         );
         let (sql, args) = c.render(
             "SELECT project_id, vdc_id, resource_type, resource_id, meter, spec, unit_price, rated, \
-             MIN(period_start) AS first_hour, SUM(quantity) AS quantity, SUM(amount) AS amount \
+             MIN(period_start) AS first_hour, CAST(SUM(quantity) AS BIGINT) AS quantity, \
+             CAST(SUM(amount) AS BIGINT) AS amount \
              FROM usage_records",
             " GROUP BY project_id, vdc_id, resource_type, resource_id, meter, spec, unit_price, rated \
              ORDER BY project_id, resource_type, resource_id, meter, spec",
@@ -1001,8 +1001,8 @@ impl Store {
                     unit_price: col_i64(r, "unit_price")?,
                     rated: col_i64(r, "rated")? != 0,
                     first_hour: col_time(r, "first_hour")?,
-                    quantity: r.try_get::<i64, _>("quantity").unwrap_or(0),
-                    amount: r.try_get::<i64, _>("amount").unwrap_or(0),
+                    quantity: col_i64(r, "quantity")?,
+                    amount: col_i64(r, "amount")?,
                 })
             })
             .collect()
@@ -1016,7 +1016,7 @@ impl Store {
         to: DateTime<Utc>,
     ) -> Result<i64> {
         let v: Option<i64> = sqlx::query_scalar(
-            "SELECT SUM(amount) FROM usage_records WHERE rated = 1 AND period_start >= $1 \
+            "SELECT CAST(SUM(amount) AS BIGINT) FROM usage_records WHERE rated = 1 AND period_start >= $1 \
              AND period_start < $2 AND vdc_id IN (SELECT descendant_id FROM vdc_closure WHERE ancestor_id = $3)",
         )
         .bind(time_text(from))
@@ -1032,7 +1032,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT project_id, vdc_id FROM meter_resources WHERE resource_id = $1 \
              UNION ALL SELECT project_id, vdc_id FROM \
-             (SELECT project_id, vdc_id FROM usage_records WHERE resource_id = $1 ORDER BY id DESC LIMIT 1) last",
+             (SELECT project_id, vdc_id FROM usage_records WHERE resource_id = $1 ORDER BY id DESC LIMIT 1) latest",
         )
         .bind(resource.to_string())
         .fetch_optional(&self.db.read)
