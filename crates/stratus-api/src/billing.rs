@@ -448,6 +448,128 @@ pub struct BillingEventFilter {
     pub vdc_id: Option<Uuid>,
 }
 
+// ---------------------------------------------------------------- reports
+
+/// Allocated (the quota limit; absent when unlimited) against used.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Allocation {
+    pub allocated: Option<i64>,
+    pub used: i64,
+}
+
+/// One VDC (department) in a resource report, with everything below it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReportRow {
+    pub vdc_id: Uuid,
+    pub name: String,
+    /// 1 for a top-level VDC.
+    pub level: i64,
+    pub vcpus: Allocation,
+    pub memory_gib: Allocation,
+    pub storage_gib: Allocation,
+    pub elastic_ips: Allocation,
+    pub instances: Allocation,
+    /// Instances created in the period.
+    pub instances_opened: i64,
+    pub vcpu_hours: String,
+    pub memory_gib_hours: String,
+    /// Volume, root-disk, snapshot and backup GiB-hours.
+    pub storage_gib_hours: String,
+    /// Rated cost of the period, yuan.
+    pub cost: String,
+}
+
+/// One resource pool (availability zone): host capacity against what is allocated.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PoolRow {
+    pub availability_zone: String,
+    pub hosts: i64,
+    pub hosts_up: i64,
+    pub vcpus_capacity: i64,
+    pub vcpus_allocated: i64,
+    pub memory_mib_capacity: i64,
+    pub memory_mib_allocated: i64,
+    pub disk_gib_capacity: i64,
+    pub disk_gib_allocated: i64,
+}
+
+/// Resource totals and usage per VDC (and, for the platform, per resource pool) over a
+/// period (8.3.4.8).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ResourceReport {
+    /// `platform` or `vdc`.
+    pub scope: String,
+    pub scope_id: Option<Uuid>,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub generated_at: DateTime<Utc>,
+    pub rows: Vec<ReportRow>,
+    pub pools: Vec<PoolRow>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReportQuery {
+    /// The VDC (with everything below it); absent: the platform (management unit).
+    #[serde(default)]
+    pub vdc_id: Option<Uuid>,
+    /// The last complete `daily`, `weekly` (Monday to Monday), `monthly` or `quarterly`
+    /// period (UTC; default monthly) — or give from/to.
+    #[serde(default)]
+    pub period: Option<String>,
+    #[serde(default)]
+    pub from: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub to: Option<DateTime<Utc>>,
+    /// `json` (default) or `csv`.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// A report generated on a schedule: every period, once it has ended.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReportSchedule {
+    pub id: Uuid,
+    pub name: String,
+    pub period: String,
+    pub vdc_id: Option<Uuid>,
+    pub created_by: String,
+    /// Reports exist for every period ending up to here.
+    pub last_period_end: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportScheduleCreate {
+    pub name: String,
+    /// `daily`, `weekly`, `monthly` or `quarterly`.
+    pub period: String,
+    /// The VDC; absent: the platform (management unit).
+    #[serde(default)]
+    pub vdc_id: Option<Uuid>,
+}
+
+/// A generated report (without its content).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReportInfo {
+    pub id: Uuid,
+    pub schedule_id: Option<Uuid>,
+    pub name: String,
+    pub vdc_id: Option<Uuid>,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub generated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReportFormat {
+    /// `json` (default) or `csv`.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

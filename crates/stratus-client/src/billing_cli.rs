@@ -1,4 +1,4 @@
-//! `stratus usage|price|bill|budget …`: metering records, the price list, cost estimates,
+//! `stratus usage|price|bill|budget|report …`: metering records, the price list, cost estimates,
 //! bills and budgets.
 
 use clap::{Args, Subcommand};
@@ -51,6 +51,22 @@ const LINE: &[&str] = &[
 ];
 const BUDGET: &[&str] = &["vdc_id", "monthly_limit", "spent", "percent", "updated_by"];
 const EVENT: &[&str] = &["at", "vdc_id", "kind", "month", "spent", "monthly_limit"];
+const SCHEDULE: &[&str] = &[
+    "id",
+    "name",
+    "period",
+    "vdc_id",
+    "last_period_end",
+    "created_by",
+];
+const REPORT: &[&str] = &[
+    "id",
+    "name",
+    "vdc_id",
+    "period_start",
+    "period_end",
+    "generated_at",
+];
 
 /// Whose usage or bill: at most one.
 #[derive(Debug, Args)]
@@ -215,6 +231,146 @@ pub enum BudgetCmd {
         #[arg(long)]
         vdc: Option<Uuid>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCmd {
+    /// Resource totals and usage per VDC (and per pool for the platform), made now.
+    Resources {
+        /// The VDC (with everything below it); default the platform.
+        #[arg(long)]
+        vdc: Option<Uuid>,
+        /// The last complete daily, weekly, monthly (default) or quarterly period.
+        #[arg(long)]
+        period: Option<String>,
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        /// Print CSV instead.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Make a report every period once it has ended (parameters set once).
+    Schedule {
+        name: String,
+        /// daily, weekly, monthly or quarterly.
+        #[arg(long)]
+        period: String,
+        #[arg(long)]
+        vdc: Option<Uuid>,
+    },
+    /// The report schedules you may see.
+    Schedules,
+    /// Stop a schedule (its reports stay).
+    Unschedule { id: Uuid },
+    /// Reports made on a schedule.
+    List,
+    /// One report made on a schedule.
+    Show {
+        id: Uuid,
+        #[arg(long)]
+        csv: bool,
+    },
+}
+
+const ROW: &[&str] = &[
+    "name",
+    "level",
+    "vcpus",
+    "memory_gib",
+    "storage_gib",
+    "instances",
+    "instances_opened",
+    "vcpu_hours",
+    "cost",
+];
+
+fn show_report(out: &Out, v: &Value) {
+    if out.is_table() {
+        println!(
+            "Report {} to {}:",
+            v["period_start"].as_str().unwrap_or(""),
+            v["period_end"].as_str().unwrap_or("")
+        );
+        out.value(&v["rows"], ROW);
+        if v["pools"].as_array().is_some_and(|p| !p.is_empty()) {
+            println!("\nResource pools:");
+            out.value(
+                &v["pools"],
+                &[
+                    "availability_zone",
+                    "hosts_up",
+                    "hosts",
+                    "vcpus_allocated",
+                    "vcpus_capacity",
+                    "memory_mib_allocated",
+                    "memory_mib_capacity",
+                ],
+            );
+        }
+    } else {
+        out.value(v, &[]);
+    }
+}
+
+pub(crate) async fn report(c: &Client, out: &Out, cmd: ReportCmd) -> anyhow::Result<()> {
+    match cmd {
+        ReportCmd::Resources {
+            vdc,
+            period,
+            from,
+            to,
+            csv,
+        } => {
+            let mut q = Vec::new();
+            opt(&mut q, "vdc_id", vdc.map(|v| v.to_string()));
+            opt(&mut q, "period", period);
+            opt(&mut q, "from", from);
+            opt(&mut q, "to", to);
+            if csv {
+                q.push(("format", "csv".into()));
+                print!("{}", c.get_text("/v1/reports/resources", &q).await?);
+            } else {
+                let v: Value = c.get("/v1/reports/resources", &q).await?;
+                show_report(out, &v);
+            }
+        }
+        ReportCmd::Schedule { name, period, vdc } => {
+            let v: Value = c
+                .post(
+                    "/v1/report-schedules",
+                    &json!({"name": name, "period": period, "vdc_id": vdc}),
+                )
+                .await?;
+            out.value(&v, SCHEDULE);
+        }
+        ReportCmd::Schedules => {
+            let v: Value = c.get("/v1/report-schedules", &[]).await?;
+            out.value(&v, SCHEDULE);
+        }
+        ReportCmd::Unschedule { id } => {
+            c.delete(&format!("/v1/report-schedules/{id}")).await?;
+            out.done("Deleted.");
+        }
+        ReportCmd::List => {
+            let v: Value = c.get("/v1/reports", &[]).await?;
+            out.value(&v, REPORT);
+        }
+        ReportCmd::Show { id, csv } => {
+            let path = format!("/v1/reports/{id}");
+            if csv {
+                print!(
+                    "{}",
+                    c.get_text(&path, &[("format", "csv".to_string())]).await?
+                );
+            } else {
+                let v: Value = c.get(&path, &[]).await?;
+                show_report(out, &v);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn opt(q: &mut Vec<(&'static str, String)>, k: &'static str, v: Option<String>) {

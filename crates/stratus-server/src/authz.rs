@@ -42,7 +42,7 @@ pub enum Perm {
     CatalogWrite,
     /// Usage records, bills and budgets of the scope.
     BillingRead,
-    /// The price list.
+    /// The price list and the platform's report schedules.
     PriceWrite,
 }
 

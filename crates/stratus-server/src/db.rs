@@ -98,6 +98,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_metering.sql"),
         postgres: include_str!("../migrations/postgres/0009_metering.sql"),
     },
+    Migration {
+        version: 10,
+        name: "reports",
+        sqlite: include_str!("../migrations/sqlite/0010_reports.sql"),
+        postgres: include_str!("../migrations/postgres/0010_reports.sql"),
+    },
 ];
 
 /// Per-connection SQLite settings; only the writer switches the file to WAL.

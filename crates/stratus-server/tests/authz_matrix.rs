@@ -249,6 +249,40 @@ async fn fresh_price(admin: &Client) -> String {
     id(&p)
 }
 
+async fn fresh_schedule(admin: &Client, fx: &Fixture) -> String {
+    let s: Value = admin
+        .post(
+            "/v1/report-schedules",
+            &json!({"name": uniq("r"), "period": "monthly", "vdc_id": fx.child}),
+        )
+        .await
+        .unwrap();
+    id(&s)
+}
+
+/// A report of the child VDC as a schedule leaves it (written through the store).
+async fn fresh_report(admin: &Client, fx: &Fixture) -> String {
+    let r: Value = admin
+        .get(
+            "/v1/reports/resources",
+            &[("vdc_id", fx.child.clone()), ("period", "daily".into())],
+        )
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let info = stratus_api::ReportInfo {
+        id: Uuid::new_v4(),
+        schedule_id: None,
+        name: uniq("rep"),
+        vdc_id: Some(Uuid::parse_str(&fx.child).unwrap()),
+        period_start: now,
+        period_end: now,
+        generated_at: now,
+    };
+    fx.store.report_insert(&info, &r.to_string()).await.unwrap();
+    info.id.to_string()
+}
+
 async fn fresh_budget(admin: &Client, fx: &Fixture) {
     let _: Value = admin
         .put(
@@ -918,6 +952,28 @@ async fn request_for(
         "billing_event_list" => (
             M::GET,
             format!("/v1/billing-events?vdc_id={}", fx.child),
+            None,
+        ),
+        "report_resources" => (
+            M::GET,
+            format!("/v1/reports/resources?vdc_id={}", fx.child),
+            None,
+        ),
+        "report_list" => (M::GET, "/v1/reports".into(), None),
+        "report_view" => (
+            M::GET,
+            format!("/v1/reports/{}", fresh_report(admin, fx).await),
+            None,
+        ),
+        "report_schedule_list" => (M::GET, "/v1/report-schedules".into(), None),
+        "report_schedule_create" => (
+            M::POST,
+            "/v1/report-schedules".into(),
+            Some(json!({"name": uniq("r"), "period": "monthly", "vdc_id": fx.child})),
+        ),
+        "report_schedule_delete" => (
+            M::DELETE,
+            format!("/v1/report-schedules/{}", fresh_schedule(admin, fx).await),
             None,
         ),
         "recycle_list" => (M::GET, "/v1/recycle-bin".into(), None),

@@ -758,3 +758,139 @@ async fn a_silent_agent_leaves_a_visible_gap() {
     assert!((vcpu - expect).abs() < 1e-3, "vcpu {vcpu} vs {expect}");
     freeze_meter_clock(None);
 }
+
+/// Reports: allocated against used per VDC, instances opened and usage in the period, per
+/// pool for the platform; a daily schedule set once makes each day's report when it ends.
+#[tokio::test]
+async fn reports_show_allocation_and_usage_per_vdc_and_on_a_schedule() {
+    freeze_meter_clock(Some(t0()));
+    let ts = TestServer::start_with(|c| c.metering.tick_secs = 3600).await;
+    let admin = ts.admin().await;
+    let sec = ts.secadmin().await;
+    let a = tree(&admin, "A").await;
+    let b = tree(&admin, "B").await;
+    let _hosts = simulated_hosts(&ts, &admin, 1).await;
+    let img = raw_image(&admin, None).await;
+    let _: Value = admin
+        .put(
+            &format!("/v1/vdcs/{}/quota", a.child),
+            &json!({"limits": {"vcpus": 10}}),
+        )
+        .await
+        .unwrap();
+    let schedule = post(
+        &admin,
+        "/v1/report-schedules",
+        json!({"name": "daily-A", "period": "daily", "vdc_id": a.top}),
+    )
+    .await;
+    let (code, msg) = fails(
+        admin
+            .post(
+                "/v1/report-schedules",
+                &json!({"name": "x1", "period": "hourly"}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(
+        msg.contains("period: \"hourly\" is not one of daily"),
+        "{msg}"
+    );
+    meter_at(&ts, t0()).await;
+    let vm = id(&post(
+        &admin,
+        "/v1/instances",
+        json!({"project_id": a.project, "name": "vm", "flavor": "basic.2c4g", "image": id(&img)}),
+    )
+    .await[0]);
+    until_status(&admin, &vm, "running").await;
+    volume(&admin, &a.project, "v", "normal", 10).await;
+    // The next day, five minutes in: the first day closes and its report is made.
+    meter_at(&ts, at(24 * 60 + 5)).await;
+    let q = [
+        ("vdc_id", a.top.clone()),
+        ("from", "2030-03-01T00:00:00Z".to_string()),
+        ("to", "2030-03-02T00:00:00Z".to_string()),
+    ];
+    let r: Value = admin.get("/v1/reports/resources", &q).await.unwrap();
+    let row = r["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["vdc_id"] == a.child.as_str())
+        .unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(row["vcpus"], json!({"allocated": 10, "used": 2}), "{row}");
+    assert_eq!(row["instances"]["used"], 1);
+    assert_eq!(row["instances_opened"], 1);
+    assert_eq!(row["vcpu_hours"], "48", "{row}");
+    // The 10 GiB volume and the 100 GiB root disk, for 24 hours.
+    assert_eq!(row["storage_gib_hours"], "2640");
+    assert_eq!(r["rows"].as_array().unwrap().len(), 2, "top and child only");
+    assert!(r["pools"].as_array().unwrap().is_empty());
+    let top = &r["rows"][0];
+    assert_eq!(top["vdc_id"], a.top.as_str());
+    assert_eq!(top["vcpu_hours"], "48", "rolled up from the child");
+    // The platform's report has the resource pools.
+    let all: Value = admin
+        .get("/v1/reports/resources", &[("period", "daily".to_string())])
+        .await
+        .unwrap();
+    assert_eq!(all["pools"][0]["hosts_up"], 1, "{all}");
+    assert_eq!(all["pools"][0]["vcpus_allocated"], 2);
+    // The schedule made the reports of 28 February and 1 March.
+    let made: Vec<Value> = admin.get("/v1/reports", &[]).await.unwrap();
+    let mine: Vec<&Value> = made
+        .iter()
+        .filter(|m| m["schedule_id"] == schedule["id"])
+        .collect();
+    assert_eq!(mine.len(), 2, "{made:?}");
+    let day = mine
+        .iter()
+        .find(|m| m["period_start"] == "2030-03-01T00:00:00Z")
+        .unwrap();
+    let kept: Value = admin
+        .get(&format!("/v1/reports/{}", id(day)), &[])
+        .await
+        .unwrap();
+    assert_eq!(kept["rows"], r["rows"], "the kept report is the same");
+    let csv = admin
+        .get_text(
+            &format!("/v1/reports/{}", id(day)),
+            &[("format", "csv".to_string())],
+        )
+        .await
+        .unwrap();
+    assert!(
+        csv.starts_with("vdc_id,name,level,vcpus_allocated"),
+        "{csv}"
+    );
+    assert!(csv.contains(&format!("{},child,2,10,2,", a.child)), "{csv}");
+    let files: Vec<_> = std::fs::read_dir(ts.dir.join("reports")).unwrap().collect();
+    assert_eq!(files.len(), 2);
+    // Another department sees neither the report nor the schedule.
+    let (_, other) = user_with_role(
+        &ts,
+        &sec,
+        "other",
+        Some(&b.child),
+        Some(("vdc_admin", "vdc", &b.child)),
+    )
+    .await;
+    assert_eq!(
+        status(other.get::<Value>("/v1/reports/resources", &q).await),
+        404
+    );
+    assert_eq!(
+        status(
+            other
+                .get::<Value>(&format!("/v1/reports/{}", id(day)), &[])
+                .await
+        ),
+        404
+    );
+    let theirs: Vec<Value> = other.get("/v1/report-schedules", &[]).await.unwrap();
+    assert!(theirs.is_empty());
+    freeze_meter_clock(None);
+}

@@ -998,5 +998,18 @@ async fn cli_requests_approves_provisions_and_orchestrates() {
     assert!(ok && out.starts_with("project_id,vdc_id"), "{out}");
     let b = json_ok(&admin_cfg, &["budget", "set", &vdc, "5000"]);
     assert_eq!(b["monthly_limit"], "5000.00", "{b}");
+    let r = json_ok(
+        &admin_cfg,
+        &["report", "resources", "--vdc", &vdc, "--period", "daily"],
+    );
+    assert_eq!(r["scope"], "vdc", "{r}");
+    assert_eq!(r["rows"][0]["vdc_id"], vdc.as_str());
+    let s = json_ok(
+        &admin_cfg,
+        &[
+            "report", "schedule", "weekly", "--period", "weekly", "--vdc", &vdc,
+        ],
+    );
+    assert_eq!(s["period"], "weekly", "{s}");
     server.kill().unwrap();
 }

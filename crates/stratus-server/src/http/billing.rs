@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::extract::{Ctx, Json, Path, Query};
 use super::{created, Created, Ok};
-use crate::app::metering::{bills, meters, prices};
+use crate::app::metering::{bills, meters, prices, reports};
 use crate::app::{self, AppRef};
 use crate::error::{Error, Result};
 
@@ -212,4 +212,85 @@ pub async fn request_estimate(
     Ok(axum::Json(
         app::requests::request_estimate(&app, &ctx.p, b, q.hours).await?,
     ))
+}
+
+/// Resource totals and usage per VDC (and, for the platform, per resource pool) over the
+/// last complete period or from/to; `format=csv`.
+#[utoipa::path(get, path = "/v1/reports/resources", operation_id = "report_resources", tag = "billing",
+    params(ReportQuery),
+    responses((status = 200, body = ResourceReport), (status = 200, content_type = "text/csv", body = String),
+        (status = "default", body = ErrorBody)))]
+pub async fn report_resources(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response> {
+    let format = format_of(q.format.as_deref(), &["json", "csv"])?;
+    let r = reports::report_now(&app, &ctx.p, &q).await?;
+    Ok(report_answer(&r, &format))
+}
+
+fn report_answer(r: &ResourceReport, format: &str) -> Response {
+    if format == "csv" {
+        (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            reports::report_csv(r),
+        )
+            .into_response()
+    } else {
+        axum::Json(r).into_response()
+    }
+}
+
+/// Reports made on a schedule, newest first (content: `report_view`).
+#[utoipa::path(get, path = "/v1/reports", operation_id = "report_list", tag = "billing",
+    responses((status = 200, body = Vec<ReportInfo>), (status = "default", body = ErrorBody)))]
+pub async fn report_list(State(app): State<AppRef>, ctx: Ctx) -> Ok<Vec<ReportInfo>> {
+    Ok(axum::Json(reports::report_list(&app, &ctx.p).await?))
+}
+
+/// A report made on a schedule; `format=csv`.
+#[utoipa::path(get, path = "/v1/reports/{id}", operation_id = "report_view", tag = "billing",
+    params(("id" = Uuid, Path), ReportFormat),
+    responses((status = 200, body = ResourceReport), (status = 200, content_type = "text/csv", body = String),
+        (status = "default", body = ErrorBody)))]
+pub async fn report_view(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Path(id): Path<Uuid>,
+    Query(f): Query<ReportFormat>,
+) -> Result<Response> {
+    let format = format_of(f.format.as_deref(), &["json", "csv"])?;
+    let r = reports::report_get(&app, &ctx.p, id).await?;
+    Ok(report_answer(&r, &format))
+}
+
+#[utoipa::path(get, path = "/v1/report-schedules", operation_id = "report_schedule_list", tag = "billing",
+    responses((status = 200, body = Vec<ReportSchedule>), (status = "default", body = ErrorBody)))]
+pub async fn report_schedule_list(State(app): State<AppRef>, ctx: Ctx) -> Ok<Vec<ReportSchedule>> {
+    Ok(axum::Json(reports::schedule_list(&app, &ctx.p).await?))
+}
+
+/// Make a report every period (daily, weekly, monthly, quarterly) once it has ended, for a
+/// VDC or the platform; the last complete period's comes first.
+#[utoipa::path(post, path = "/v1/report-schedules", operation_id = "report_schedule_create", tag = "billing",
+    request_body = ReportScheduleCreate,
+    responses((status = 201, body = ReportSchedule), (status = "default", body = ErrorBody)))]
+pub async fn report_schedule_create(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Json(b): Json<ReportScheduleCreate>,
+) -> Created<ReportSchedule> {
+    created(reports::schedule_create(&app, &ctx.p, b).await?)
+}
+
+#[utoipa::path(delete, path = "/v1/report-schedules/{id}", operation_id = "report_schedule_delete", tag = "billing",
+    params(("id" = Uuid, Path)), responses((status = 204), (status = "default", body = ErrorBody)))]
+pub async fn report_schedule_delete(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode> {
+    reports::schedule_delete(&app, &ctx.p, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

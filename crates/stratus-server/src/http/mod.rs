@@ -308,6 +308,14 @@ fn api_router() -> OpenApiRouter<AppRef> {
             billing::budget_delete
         ))
         .routes(routes!(billing::billing_event_list))
+        .routes(routes!(billing::report_resources))
+        .routes(routes!(billing::report_list))
+        .routes(routes!(billing::report_view))
+        .routes(routes!(
+            billing::report_schedule_list,
+            billing::report_schedule_create
+        ))
+        .routes(routes!(billing::report_schedule_delete))
         .routes(routes!(admin::resource_transfer))
         .routes(routes!(admin::recycle_list))
         .routes(routes!(admin::recycle_restore))

@@ -17,6 +17,7 @@ mod orgs;
 mod projects;
 mod quotas;
 mod recycle;
+pub mod reports;
 mod settings;
 mod stacks;
 mod tokens;

@@ -13,6 +13,7 @@
 pub mod bills;
 pub mod meters;
 pub mod prices;
+pub mod reports;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -130,6 +131,7 @@ pub async fn tick(app: &App, holes: &mut Holes) -> Result<MeterRun> {
         bills::budgets_check(app, cursor.closed_through).await?;
     }
     export(app, cursor.exported_through, cursor.closed_through).await?;
+    reports::run_due(app).await?;
     Ok(run)
 }
 
