@@ -130,6 +130,11 @@ pub struct UsageRecord {
     pub unit_price: String,
     /// Yuan, six places.
     pub amount: String,
+    /// The subscription that covered its quantity (up to the subscribed rate): `amount` is
+    /// then only what exceeded it; the subscription's own fee is its `subscription_months`
+    /// record.
+    #[serde(default)]
+    pub subscription_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
@@ -403,6 +408,9 @@ pub struct BillLine {
     pub unit_price: String,
     /// Yuan, to the fen.
     pub amount: String,
+    /// Set when a subscription covered the quantity (the amount is only the excess).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<Uuid>,
 }
 
 /// A VDC's monthly budget and what is spent of it this month.
@@ -596,4 +604,80 @@ mod tests {
         assert_eq!(format_quantity(0), "0");
         assert_eq!(round_to_fen(12_345_000), 12_350_000);
     }
+}
+
+// ---------------------------------------------------------------- subscriptions
+
+/// A resource bought for whole calendar months (包年包月) at the monthly prices in force
+/// when it was bought: the fee is charged one `subscription_months` usage record per
+/// covered month, and while it runs the meters it covers are charged only for use beyond
+/// the subscribed rate.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Subscription {
+    pub id: Uuid,
+    pub resource_id: Uuid,
+    pub resource_type: String,
+    pub project_id: Uuid,
+    pub vdc_id: Uuid,
+    pub months: i64,
+    /// Covered hours are `[starts_at, ends_at)`.
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub lines: Vec<SubscriptionLine>,
+    /// Yuan per month (to the fen).
+    pub monthly_fee: String,
+    /// Yuan over all its months.
+    pub total: String,
+    /// `active`, `cancelled` (ended early by a user; the month begun stays charged) or
+    /// `ended` (its resource was deleted), or `expired` once `ends_at` has passed.
+    pub status: String,
+    /// The catalog request that bought it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Uuid>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One meter a subscription covers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SubscriptionLine {
+    pub meter: String,
+    pub spec: String,
+    pub unit: String,
+    /// The rate covered, units per hour (decimal).
+    pub per_hour: String,
+    /// The monthly price it was bought at.
+    pub price_id: Uuid,
+    /// Yuan per unit of rate and month.
+    pub monthly_unit_price: String,
+    /// Yuan per month for this line.
+    pub monthly: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionCreate {
+    /// An instance, volume, elastic IP, … being metered.
+    pub resource_id: Uuid,
+    /// Whole calendar months, 1 to 36 (12 for a year: 包年).
+    pub months: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionRenew {
+    /// Months added after the current end, 1 to 36.
+    pub months: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SubscriptionFilter {
+    #[serde(default)]
+    pub project_id: Option<Uuid>,
+    #[serde(default)]
+    pub resource_id: Option<Uuid>,
+    /// Only those running now (begun, not expired, cancelled or ended).
+    #[serde(default)]
+    pub active: Option<bool>,
 }

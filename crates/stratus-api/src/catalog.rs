@@ -423,6 +423,9 @@ pub struct Request {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_id: Option<Uuid>,
     pub resources: Vec<OrderResource>,
+    /// Bought by the month (包年包月) for this many months; absent: pay as you go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_months: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -446,6 +449,10 @@ pub struct RequestCreate {
     /// Why the resources are needed.
     #[serde(default)]
     pub description: String,
+    /// Buy what the request makes by the month (包年包月) for this many months (1–36), at
+    /// the monthly prices in force when it is made; absent: pay as you go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_months: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]

@@ -50,6 +50,16 @@ const LINE: &[&str] = &[
     "amount",
 ];
 const BUDGET: &[&str] = &["vdc_id", "monthly_limit", "spent", "percent", "updated_by"];
+const SUBSCRIPTION: &[&str] = &[
+    "id",
+    "resource_type",
+    "resource_id",
+    "months",
+    "starts_at",
+    "ends_at",
+    "monthly_fee",
+    "status",
+];
 const EVENT: &[&str] = &["at", "vdc_id", "kind", "month", "spent", "monthly_limit"];
 const SCHEDULE: &[&str] = &[
     "id",
@@ -230,6 +240,42 @@ pub enum BudgetCmd {
     Events {
         #[arg(long)]
         vdc: Option<Uuid>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionCmd {
+    /// Buy whole calendar months (包年包月) of a metered resource at today's monthly
+    /// prices; the fee is charged once per covered month.
+    Create {
+        /// The instance, volume, elastic IP, … to subscribe.
+        resource: Uuid,
+        /// Months, 1 to 36 (12 for a year).
+        #[arg(long, default_value_t = 1)]
+        months: i64,
+    },
+    /// Subscriptions you can see, newest first.
+    List {
+        #[arg(long)]
+        project: Option<Uuid>,
+        #[arg(long)]
+        resource: Option<Uuid>,
+        /// Only those running now (begun, not expired, cancelled or ended).
+        #[arg(long)]
+        active: bool,
+    },
+    Show {
+        id: Uuid,
+    },
+    /// Add months after its end, at the prices it was bought at.
+    Renew {
+        id: Uuid,
+        #[arg(long)]
+        months: i64,
+    },
+    /// End it with the current hour; months not begun are not charged.
+    Cancel {
+        id: Uuid,
     },
 }
 
@@ -572,5 +618,43 @@ pub(crate) async fn budget(c: &Client, out: &Out, cmd: BudgetCmd) -> anyhow::Res
             out.value(&v, EVENT);
         }
     }
+    Ok(())
+}
+
+pub(crate) async fn subscription(
+    c: &Client,
+    out: &Out,
+    cmd: SubscriptionCmd,
+) -> anyhow::Result<()> {
+    let v: Value = match cmd {
+        SubscriptionCmd::Create { resource, months } => {
+            c.post(
+                "/v1/subscriptions",
+                &json!({"resource_id": resource, "months": months}),
+            )
+            .await?
+        }
+        SubscriptionCmd::List {
+            project,
+            resource,
+            active,
+        } => {
+            let mut q = Vec::new();
+            opt(&mut q, "project_id", project.map(|v| v.to_string()));
+            opt(&mut q, "resource_id", resource.map(|v| v.to_string()));
+            opt(&mut q, "active", active.then(|| "true".to_string()));
+            c.get("/v1/subscriptions", &q).await?
+        }
+        SubscriptionCmd::Show { id } => c.get(&format!("/v1/subscriptions/{id}"), &[]).await?,
+        SubscriptionCmd::Renew { id, months } => {
+            c.post(
+                &format!("/v1/subscriptions/{id}/renew"),
+                &json!({"months": months}),
+            )
+            .await?
+        }
+        SubscriptionCmd::Cancel { id } => c.delete_json(&format!("/v1/subscriptions/{id}")).await?,
+    };
+    out.value(&v, SUBSCRIPTION);
     Ok(())
 }

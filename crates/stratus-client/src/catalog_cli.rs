@@ -112,6 +112,10 @@ pub enum RequestCmd {
         /// Why it is needed.
         #[arg(long, default_value = "")]
         description: String,
+        /// Buy what it makes by the month (包年包月) for this many months (1–36), at the
+        /// monthly prices in force; default: pay as you go.
+        #[arg(long, value_name = "MONTHS")]
+        subscription_months: Option<i64>,
         /// Wait until it is provisioned, rejected or failed.
         #[arg(long)]
         wait: bool,
@@ -427,10 +431,14 @@ pub(crate) async fn request(c: &Client, out: &Out, cmd: RequestCmd) -> anyhow::R
             project,
             set,
             description,
+            subscription_months,
             wait,
         } => {
-            let b = json!({"service_id": service, "project_id": project,
+            let mut b = json!({"service_id": service, "project_id": project,
                 "parameters": parameters(&set)?, "description": description});
+            if let Some(m) = subscription_months {
+                b["subscription_months"] = json!(m);
+            }
             let r: Value = c.post("/v1/requests", &b).await?;
             submitted(c, out, r, wait).await?
         }

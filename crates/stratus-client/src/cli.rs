@@ -153,6 +153,9 @@ pub enum Command {
     /// VDC monthly budgets and the alerts they raise.
     #[command(subcommand)]
     Budget(crate::billing_cli::BudgetCmd),
+    /// Monthly subscriptions (包年包月) of resources.
+    #[command(subcommand)]
+    Subscription(crate::billing_cli::SubscriptionCmd),
     /// Resource reports per VDC and pool, now or on a schedule.
     #[command(subcommand)]
     Report(crate::billing_cli::ReportCmd),
@@ -1196,6 +1199,7 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
         Command::Price(cmd) => crate::billing_cli::price(&c, &out, cmd).await?,
         Command::Bill(cmd) => crate::billing_cli::bill(&c, &out, cmd).await?,
         Command::Budget(cmd) => crate::billing_cli::budget(&c, &out, cmd).await?,
+        Command::Subscription(cmd) => crate::billing_cli::subscription(&c, &out, cmd).await?,
         Command::Report(cmd) => crate::billing_cli::report(&c, &out, cmd).await?,
         Command::Vpc(cmd) => crate::net_cli::vpc(&c, &out, cmd).await?,
         Command::Subnet(cmd) => crate::net_cli::subnet(&c, &out, cmd).await?,

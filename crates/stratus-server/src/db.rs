@@ -104,6 +104,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0010_reports.sql"),
         postgres: include_str!("../migrations/postgres/0010_reports.sql"),
     },
+    Migration {
+        version: 11,
+        name: "subscriptions",
+        sqlite: include_str!("../migrations/sqlite/0011_subscriptions.sql"),
+        postgres: include_str!("../migrations/postgres/0011_subscriptions.sql"),
+    },
 ];
 
 /// Per-connection SQLite settings; only the writer switches the file to WAL.

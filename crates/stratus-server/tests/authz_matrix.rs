@@ -283,6 +283,35 @@ async fn fresh_report(admin: &Client, fx: &Fixture) -> String {
     info.id.to_string()
 }
 
+/// An elastic IP of the project, with a monthly price in force (put there the first time).
+async fn fresh_monthly_eip(admin: &Client, fx: &Fixture) -> String {
+    let _: Result<Value, _> = admin
+        .post(
+            "/v1/prices",
+            &json!({"meter": "eip_hours", "billing": "monthly", "unit_price": "1",
+                "effective_from": "2000-01-01T00:00:00Z"}),
+        )
+        .await;
+    let e: Value = admin
+        .post("/v1/elastic-ips", &json!({"project_id": fx.project}))
+        .await
+        .unwrap();
+    id(&e)
+}
+
+/// An elastic IP of the project bought for a month.
+async fn fresh_subscription(admin: &Client, fx: &Fixture) -> String {
+    let eip = fresh_monthly_eip(admin, fx).await;
+    let s: Value = admin
+        .post(
+            "/v1/subscriptions",
+            &json!({"resource_id": eip, "months": 1}),
+        )
+        .await
+        .unwrap();
+    id(&s)
+}
+
 async fn fresh_budget(admin: &Client, fx: &Fixture) {
     let _: Value = admin
         .put(
@@ -940,6 +969,34 @@ async fn request_for(
             fresh_budget(admin, fx).await;
             (M::GET, format!("/v1/vdcs/{}/budget", fx.child), None)
         }
+        "subscription_list" => (
+            M::GET,
+            format!("/v1/subscriptions?project_id={}", fx.project),
+            None,
+        ),
+        "subscription_create" => (
+            M::POST,
+            "/v1/subscriptions".into(),
+            Some(json!({"resource_id": fresh_monthly_eip(admin, fx).await, "months": 1})),
+        ),
+        "subscription_view" => (
+            M::GET,
+            format!("/v1/subscriptions/{}", fresh_subscription(admin, fx).await),
+            None,
+        ),
+        "subscription_cancel" => (
+            M::DELETE,
+            format!("/v1/subscriptions/{}", fresh_subscription(admin, fx).await),
+            None,
+        ),
+        "subscription_renew" => (
+            M::POST,
+            format!(
+                "/v1/subscriptions/{}/renew",
+                fresh_subscription(admin, fx).await
+            ),
+            Some(json!({"months": 1})),
+        ),
         "budget_set" => (
             M::PUT,
             format!("/v1/vdcs/{}/budget", fx.child),

@@ -859,6 +859,7 @@ async fn a_restart_undoes_a_half_provisioned_order_and_resumes_approved_ones() {
         levels: vec![],
         flow_id: None,
         resources: vec![],
+        subscription_months: None,
         created_at: now,
         updated_at: now,
     };

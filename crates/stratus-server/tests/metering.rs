@@ -894,3 +894,381 @@ async fn reports_show_allocation_and_usage_per_vdc_and_on_a_schedule() {
     assert!(theirs.is_empty());
     freeze_meter_clock(None);
 }
+
+/// A POST refused with `code` and a message containing `want`.
+async fn rejects(c: &Client, path: &str, body: Value, code: u16, want: &str) {
+    let (got, msg) = fails(c.post(path, &body).await).await;
+    assert_eq!(got, code, "{path} {body}: {msg}");
+    assert!(msg.contains(want), "{path} {body}: {msg}");
+}
+
+async fn april_total(c: &Client, project: &str) -> String {
+    let v: Value = c
+        .get(
+            "/v1/bills",
+            &[
+                ("project_id", project.to_string()),
+                ("month", "2030-04".into()),
+            ],
+        )
+        .await
+        .unwrap();
+    v["total"].as_str().unwrap_or_default().to_string()
+}
+
+async fn subscriptions_of(c: &Client, resource: &str) -> Vec<Value> {
+    c.get(
+        "/v1/subscriptions",
+        &[("resource_id", resource.to_string())],
+    )
+    .await
+    .unwrap()
+}
+
+/// The record of one meter in one hour of a resource's usage.
+fn record<'a>(records: &'a [Value], meter: &str, hour: DateTime<Utc>) -> &'a Value {
+    records
+        .iter()
+        .find(|r| {
+            r["meter"] == meter
+                && r["period_start"]
+                    .as_str()
+                    .and_then(|s| s.parse::<DateTime<Utc>>().ok())
+                    == Some(hour)
+        })
+        .unwrap_or_else(|| panic!("no {meter} record at {hour} in {records:?}"))
+}
+
+/// Monthly subscriptions (包年包月): an instance bought for two months through a catalog
+/// request and a volume bought for one by the API. Their fees are charged once a month;
+/// what they cover is charged only beyond the subscribed rate; cancelling drops the months
+/// not begun; deleting the resource ends it; other tenants see nothing of it.
+#[tokio::test]
+async fn subscriptions_charge_monthly_fees_and_cover_their_meters() {
+    freeze_meter_clock(Some(t0()));
+    let ts = TestServer::start_with(|c| c.metering.tick_secs = 3600).await;
+    let admin = ts.admin().await;
+    let sec = ts.secadmin().await;
+    let a = tree(&admin, "A").await;
+    let b = tree(&admin, "B").await;
+    let _hosts = simulated_hosts(&ts, &admin, 1).await;
+    let img = raw_image(&admin, None).await;
+    let (_, member) = user_with_role(
+        &ts,
+        &sec,
+        "subm",
+        Some(&a.child),
+        Some(("member", "project", &a.project)),
+    )
+    .await;
+    let (_, outsider) = user_with_role(
+        &ts,
+        &sec,
+        "subo",
+        Some(&b.child),
+        Some(("member", "project", &b.project)),
+    )
+    .await;
+    price(&admin, "instance_hours", "basic.2c4g", "0.10").await;
+    price(&admin, "vcpu_hours", "", "0.12").await;
+    price(&admin, "memory_gib_hours", "", "0.03").await;
+    price(&admin, "volume_gib_hours", "high", "0.004").await;
+    price(&admin, "volume_gib_hours", "normal", "0.002").await;
+    for (meter, spec, unit_price) in [
+        ("instance_hours", "basic.2c4g", "100"),
+        ("vcpu_hours", "", "20"),
+        ("volume_gib_hours", "high", "2"),
+    ] {
+        post(
+            &admin,
+            "/v1/prices",
+            json!({"meter": meter, "spec": spec, "billing": "monthly", "unit_price": unit_price,
+                "effective_from": "2030-01-01T00:00:00Z"}),
+        )
+        .await;
+    }
+    rejects(
+        &admin,
+        "/v1/prices",
+        json!({"meter": "subscription_months", "unit_price": "1"}),
+        400,
+        "meter: subscription_months is not priced",
+    )
+    .await;
+    meter_at(&ts, t0()).await;
+
+    // A two-month instance through the catalog.
+    let svc = post(
+        &admin,
+        "/v1/services",
+        json!({"name": "ECS monthly", "kind": "instance", "parameters": [
+            {"name": "name"},
+            {"name": "flavor", "mode": "locked", "default": "basic.2c4g"},
+            {"name": "image", "mode": "locked", "default": id(&img)}]}),
+    )
+    .await;
+    let form = |months: Value| {
+        json!({"service_id": id(&svc), "project_id": a.project,
+            "parameters": {"name": "web"}, "subscription_months": months})
+    };
+    for months in [json!(0), json!(37)] {
+        let want = "subscription_months: must be a whole number of months";
+        rejects(&member, "/v1/requests", form(months), 400, want).await;
+    }
+    let req = post(&member, "/v1/requests", form(json!(2))).await;
+    assert_eq!(req["subscription_months"], 2);
+    post(
+        &admin,
+        &format!("/v1/requests/{}/approve", id(&req)),
+        json!({}),
+    )
+    .await;
+    let done = wait("the request", 60, || async {
+        let r: Value = member
+            .get(&format!("/v1/requests/{}", id(&req)), &[])
+            .await
+            .unwrap();
+        (r["status"] == "completed" || r["status"] == "failed").then_some(r)
+    })
+    .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["status_reason"], "", "{done}");
+    let vm = done["resources"][0]["id"].as_str().unwrap().to_string();
+    until_status(&member, &vm, "running").await;
+    let subs = subscriptions_of(&member, &vm).await;
+    assert_eq!(subs.len(), 1, "{subs:?}");
+    let s1 = subs[0].clone();
+    // One instance-month (100) and two vCPU-months (2 × 20); memory has no monthly price.
+    assert_eq!(s1["monthly_fee"], "140.00", "{s1}");
+    assert_eq!(s1["total"], "280.00");
+    assert_eq!(s1["months"], 2);
+    assert_eq!(s1["request_id"], req["id"]);
+    assert_eq!(s1["status"], "active");
+    assert_eq!(s1["lines"].as_array().unwrap().len(), 2, "{s1}");
+    assert_eq!(s1["ends_at"], "2030-05-01T00:00:00Z");
+    let log: Value = ts
+        .auditor()
+        .await
+        .get(
+            "/v1/audit-events",
+            &[("operation", "order_subscribe".into())],
+        )
+        .await
+        .unwrap();
+    let entry = &log["items"][0];
+    assert_eq!(entry["object_id"], s1["id"], "{log}");
+    assert_eq!(entry["result"], "success");
+
+    // A one-month volume by the API, half an hour into the first hour.
+    let vol = volume(&member, &a.project, "data", "high", 100).await;
+    meter_at(&ts, at(30)).await;
+    for months in [0, 37] {
+        let body = json!({"resource_id": vol, "months": months});
+        rejects(&member, "/v1/subscriptions", body, 400, "months: must be").await;
+    }
+    // Another tenant cannot see the volume, let alone buy or read its subscription.
+    assert_eq!(
+        status(
+            outsider
+                .post::<Value>(
+                    "/v1/subscriptions",
+                    &json!({"resource_id": vol, "months": 1})
+                )
+                .await
+        ),
+        404
+    );
+    let s2 = post(
+        &member,
+        "/v1/subscriptions",
+        json!({"resource_id": vol, "months": 1}),
+    )
+    .await;
+    assert_eq!(s2["monthly_fee"], "200.00", "{s2}");
+    assert_eq!(s2["starts_at"], "2030-03-01T00:00:00Z");
+    assert_eq!(s2["ends_at"], "2030-04-01T00:00:00Z");
+    rejects(
+        &member,
+        "/v1/subscriptions",
+        json!({"resource_id": vol, "months": 1}),
+        409,
+        "already subscribed",
+    )
+    .await;
+    for path in [
+        format!("/v1/subscriptions/{}", id(&s2)),
+        format!("/v1/subscriptions?resource_id={vol}"),
+    ] {
+        let r: Result<Value, _> = outsider.get(&path, &[]).await;
+        match r {
+            Err(e) => assert_eq!(e.status, 404, "{path}"),
+            Ok(v) => assert_eq!(v, json!([]), "{path}"),
+        }
+    }
+    assert_eq!(
+        status(
+            outsider
+                .delete_json::<Value>(&format!("/v1/subscriptions/{}", id(&s2)))
+                .await
+        ),
+        404
+    );
+    // A volume type without a monthly price can only be paid as it goes.
+    let plain = volume(&member, &a.project, "plain", "normal", 10).await;
+    meter_at(&ts, at(35)).await;
+    rejects(
+        &member,
+        "/v1/subscriptions",
+        json!({"resource_id": plain, "months": 1}),
+        400,
+        "resource_id: no monthly price",
+    )
+    .await;
+
+    // An hour in, the volume grows to 150 GiB: 50 GiB beyond the subscription.
+    meter_at(&ts, at(60)).await;
+    let _: Value = member
+        .post(
+            &format!("/v1/volumes/{vol}/extend"),
+            &json!({"size_gib": 150}),
+        )
+        .await
+        .unwrap();
+    wait("the extend", 60, || async {
+        let v: Value = member
+            .get(&format!("/v1/volumes/{vol}"), &[])
+            .await
+            .unwrap();
+        (v["size_gib"] == 150 && v["status"] == "available").then_some(())
+    })
+    .await;
+    meter_at(&ts, at(185)).await; // hours 0 and 1 closed
+    let u = usage_of(&member, &vm).await;
+    for hour in [t0(), at(60)] {
+        for meter in ["instance_hours", "vcpu_hours"] {
+            let r = record(&u, meter, hour);
+            assert_eq!(r["amount"], "0.000000", "{r}");
+            assert_eq!(r["subscription_id"], s1["id"], "{r}");
+            assert_eq!(r["rated"], true);
+        }
+        let m = record(&u, "memory_gib_hours", hour);
+        assert_eq!(m["amount"], "0.120000", "{m}");
+        assert_eq!(m["subscription_id"], Value::Null);
+    }
+    let fees: Vec<&Value> = u
+        .iter()
+        .filter(|r| r["meter"] == "subscription_months")
+        .collect();
+    assert_eq!(fees.len(), 2, "one per month: {fees:?}");
+    assert_eq!(fees[0]["amount"], "140.000000");
+    assert_eq!(fees[1]["period_start"], "2030-04-01T00:00:00Z");
+    let uv = usage_of(&member, &vol).await;
+    assert_eq!(record(&uv, "volume_gib_hours", t0())["amount"], "0.000000");
+    let h1 = record(&uv, "volume_gib_hours", at(60));
+    assert_eq!(h1["quantity"], "150", "{h1}");
+    assert_eq!(
+        h1["amount"], "0.200000",
+        "50 GiB-h beyond the subscription: {h1}"
+    );
+
+    // Bills carry the fee in the month it covers.
+    let march: Value = member
+        .get(
+            "/v1/bills",
+            &[
+                ("project_id", a.project.clone()),
+                ("month", "2030-03".into()),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        line(
+            &march,
+            &vm,
+            "subscription_months",
+            s1["id"].as_str().unwrap()
+        )["amount"],
+        "140.00"
+    );
+    assert_eq!(
+        line(
+            &march,
+            &vol,
+            "subscription_months",
+            s2["id"].as_str().unwrap()
+        )["amount"],
+        "200.00"
+    );
+    assert_eq!(
+        line(&march, &vm, "vcpu_hours", "basic.2c4g")["subscription_id"],
+        s1["id"]
+    );
+    assert_eq!(april_total(&member, &a.project).await, "140.00");
+
+    // Cancelled at 3 h 20 min: covered through the hour it is in; April's fee is dropped.
+    meter_at(&ts, at(200)).await;
+    let c: Value = member
+        .delete_json(&format!("/v1/subscriptions/{}", id(&s1)))
+        .await
+        .unwrap();
+    assert_eq!(c["status"], "cancelled");
+    assert_eq!(
+        c["ends_at"],
+        at(240).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    assert_eq!(april_total(&member, &a.project).await, "0.00");
+    let (code, _) = fails(
+        member
+            .post(
+                &format!("/v1/subscriptions/{}/renew", id(&s1)),
+                &json!({"months": 1}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(code, 409);
+    meter_at(&ts, at(305)).await; // hours 3 and 4 closed
+    let u = usage_of(&member, &vm).await;
+    assert_eq!(record(&u, "vcpu_hours", at(180))["amount"], "0.000000");
+    let after = record(&u, "vcpu_hours", at(240));
+    assert_eq!(after["amount"], "0.240000", "pay-as-you-go again: {after}");
+    assert_eq!(after["subscription_id"], Value::Null);
+
+    // The volume's subscription renews, then ends with the volume.
+    let r: Value = member
+        .post(
+            &format!("/v1/subscriptions/{}/renew", id(&s2)),
+            &json!({"months": 2}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["ends_at"], "2030-06-01T00:00:00Z");
+    assert_eq!(r["months"], 3);
+    assert_eq!(april_total(&member, &a.project).await, "200.00");
+    volume_gone(&member, &vol).await;
+    meter_at(&ts, at(310)).await;
+    let ended = subscriptions_of(&member, &vol).await;
+    assert_eq!(ended[0]["status"], "ended", "{ended:?}");
+    assert_eq!(april_total(&member, &a.project).await, "0.00");
+    let active: Vec<Value> = member
+        .get("/v1/subscriptions", &[("active", "true".into())])
+        .await
+        .unwrap();
+    assert!(active.is_empty(), "{active:?}");
+    // The platform sees both; March keeps both fees.
+    let all: Vec<Value> = admin.get("/v1/subscriptions", &[]).await.unwrap();
+    assert_eq!(all.len(), 2);
+    let march: Value = admin
+        .get(
+            "/v1/bills",
+            &[
+                ("project_id", a.project.clone()),
+                ("month", "2030-03".into()),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(cents(march["total"].as_str().unwrap()) > 34_000, "{march}");
+    freeze_meter_clock(None);
+}

@@ -996,6 +996,20 @@ async fn cli_requests_approves_provisions_and_orchestrates() {
         None,
     );
     assert!(ok && out.starts_with("project_id,vdc_id"), "{out}");
+    // Subscriptions: the CLI reaches the API and carries its errors.
+    let (ok, out, err) = as_(
+        &dept_cfg,
+        &["subscription", "create", &project, "--months", "0"],
+        None,
+    );
+    assert!(
+        !ok && err.contains("months: must be a whole number"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = as_(&dept_cfg, &["subscription", "create", &project], None);
+    assert!(!ok && err.contains("not found"), "{out}{err}");
+    let subs = json_ok(&dept_cfg, &["subscription", "list", "--active"]);
+    assert_eq!(subs, json!([]), "{subs}");
     let b = json_ok(&admin_cfg, &["budget", "set", &vdc, "5000"]);
     assert_eq!(b["monthly_limit"], "5000.00", "{b}");
     let r = json_ok(

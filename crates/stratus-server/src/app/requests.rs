@@ -330,6 +330,69 @@ pub async fn request_estimate(
     super::metering::prices::estimate(app, p, e).await
 }
 
+/// A request buying by the month must make something with a monthly price in force.
+async fn subscription_check(
+    app: &App,
+    p: &Principal,
+    b: &RequestCreate,
+    months: i64,
+) -> Result<()> {
+    const FIELD: &str = "subscription_months";
+    if b.action != RequestAction::Create {
+        return Err(Error::invalid(
+            FIELD,
+            "only a create request buys resources; subscribe an existing one with /v1/subscriptions",
+        ));
+    }
+    super::metering::subscriptions::check_months(FIELD, months)?;
+    let e = request_estimate(app, p, b.clone(), None).await?;
+    if e.lines.iter().all(|l| l.monthly.is_empty()) {
+        return Err(Error::invalid(
+            FIELD,
+            "no monthly price is in force for what this service makes: it can only be paid as it goes",
+        ));
+    }
+    Ok(())
+}
+
+/// Subscribe what a completed create request made; what cannot be (nothing of it has a
+/// monthly price, or it is not metered, like a VPC) stays pay-as-you-go, and the request
+/// says so.
+async fn subscribe_made(app: &App, p: &Principal, r: &mut Request) {
+    let Some(months) = r.subscription_months else {
+        return;
+    };
+    let mut payg = Vec::new();
+    for made in r.resources.clone() {
+        let b = stratus_api::SubscriptionCreate {
+            resource_id: made.id,
+            months,
+        };
+        match super::metering::subscriptions::subscribe(app, p, b, Some(r.id)).await {
+            Ok(s) => {
+                let message = format!(
+                    "subscribed {} for {months} months at {} CNY a month",
+                    made.name, s.monthly_fee
+                );
+                audit(
+                    app,
+                    r,
+                    p,
+                    "order_subscribe",
+                    ("subscriptions", s.id.to_string()),
+                    true,
+                    message,
+                )
+                .await;
+            }
+            Err(e) => payg.push(format!("{} ({e})", made.name)),
+        }
+    }
+    if !payg.is_empty() {
+        r.status_reason = format!("pay-as-you-go, not subscribed: {}", payg.join("; "));
+    }
+}
+
 pub async fn request_create(app: &Arc<App>, p: &Principal, b: RequestCreate) -> Result<Request> {
     validate::description("description", &b.description)?;
     let (kind, service, project, parameters, resource_id) = match b.action {
@@ -375,6 +438,9 @@ pub async fn request_create(app: &Arc<App>, p: &Principal, b: RequestCreate) -> 
             (kind, None, project, values, Some(rid))
         }
     };
+    if let Some(months) = b.subscription_months {
+        subscription_check(app, p, &b, months).await?;
+    }
     let chain = app.store.vdc_chain(project.vdc_id).await?;
     let flow = flow_for(app, service.as_ref().map(|s| s.id), &chain).await?;
     let levels = flow
@@ -412,6 +478,7 @@ pub async fn request_create(app: &Arc<App>, p: &Principal, b: RequestCreate) -> 
             .collect(),
         flow_id: flow.as_ref().map(|f| f.id),
         resources: vec![],
+        subscription_months: b.subscription_months,
         created_at: now,
         updated_at: now,
     };
@@ -1149,6 +1216,9 @@ async fn provision(app: &Arc<App>, id: Uuid) -> Result<()> {
         Ok(()) => {
             r.status = RequestStatus::Completed;
             r.status_reason = String::new();
+            if r.action == RequestAction::Create {
+                subscribe_made(app, &p, &mut r).await;
+            }
         }
         Err(e) => {
             let made = r.resources.len();

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::extract::{Ctx, Json, Path, Query};
 use super::{created, Created, Ok};
-use crate::app::metering::{bills, meters, prices, reports};
+use crate::app::metering::{bills, meters, prices, reports, subscriptions};
 use crate::app::{self, AppRef};
 use crate::error::{Error, Result};
 
@@ -293,4 +293,66 @@ pub async fn report_schedule_delete(
 ) -> Result<StatusCode> {
     reports::schedule_delete(&app, &ctx.p, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Subscriptions (包年包月) visible to the caller, newest first.
+#[utoipa::path(get, path = "/v1/subscriptions", operation_id = "subscription_list", tag = "billing",
+    params(SubscriptionFilter),
+    responses((status = 200, body = Vec<Subscription>), (status = "default", body = ErrorBody)))]
+pub async fn subscription_list(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Query(f): Query<SubscriptionFilter>,
+) -> Ok<Vec<Subscription>> {
+    Ok(axum::Json(subscriptions::list(&app, &ctx.p, f).await?))
+}
+
+/// Buy whole calendar months of a metered resource at today's monthly prices: the fee is
+/// charged once per covered month; the meters it covers are charged only beyond its rate.
+#[utoipa::path(post, path = "/v1/subscriptions", operation_id = "subscription_create", tag = "billing",
+    request_body = SubscriptionCreate,
+    responses((status = 201, body = Subscription), (status = "default", body = ErrorBody)))]
+pub async fn subscription_create(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Json(b): Json<SubscriptionCreate>,
+) -> Created<Subscription> {
+    created(subscriptions::subscribe(&app, &ctx.p, b, None).await?)
+}
+
+#[utoipa::path(get, path = "/v1/subscriptions/{id}", operation_id = "subscription_view", tag = "billing",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = Subscription), (status = "default", body = ErrorBody)))]
+pub async fn subscription_view(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Path(id): Path<Uuid>,
+) -> Ok<Subscription> {
+    Ok(axum::Json(subscriptions::get(&app, &ctx.p, id).await?))
+}
+
+/// End a subscription with the current hour; fees of months not begun are dropped, the
+/// month begun stays charged.
+#[utoipa::path(delete, path = "/v1/subscriptions/{id}", operation_id = "subscription_cancel", tag = "billing",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = Subscription), (status = "default", body = ErrorBody)))]
+pub async fn subscription_cancel(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Path(id): Path<Uuid>,
+) -> Ok<Subscription> {
+    Ok(axum::Json(subscriptions::cancel(&app, &ctx.p, id).await?))
+}
+
+/// Add months after a running subscription's end, at the prices it was bought at.
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/renew", operation_id = "subscription_renew", tag = "billing",
+    params(("id" = Uuid, Path)), request_body = SubscriptionRenew,
+    responses((status = 200, body = Subscription), (status = "default", body = ErrorBody)))]
+pub async fn subscription_renew(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Path(id): Path<Uuid>,
+    Json(b): Json<SubscriptionRenew>,
+) -> Ok<Subscription> {
+    Ok(axum::Json(subscriptions::renew(&app, &ctx.p, id, b).await?))
 }

@@ -316,6 +316,15 @@ fn api_router() -> OpenApiRouter<AppRef> {
             billing::report_schedule_create
         ))
         .routes(routes!(billing::report_schedule_delete))
+        .routes(routes!(
+            billing::subscription_list,
+            billing::subscription_create
+        ))
+        .routes(routes!(
+            billing::subscription_view,
+            billing::subscription_cancel
+        ))
+        .routes(routes!(billing::subscription_renew))
         .routes(routes!(admin::resource_transfer))
         .routes(routes!(admin::recycle_list))
         .routes(routes!(admin::recycle_restore))

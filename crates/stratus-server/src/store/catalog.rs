@@ -78,7 +78,7 @@ fn scope_key(service: Option<Uuid>, vdc: Option<Uuid>) -> String {
 
 const REQUEST_COLS: &str = "id, action, service_id, service_name, kind, project_id, vdc_id, \
     requester_id, requester_name, description, parameters, resource_id, status, status_reason, \
-    level, levels, flow_id, resources, version, created_at, updated_at";
+    level, levels, flow_id, resources, version, created_at, updated_at, subscription_months";
 
 /// A request and the version it was read at.
 pub type RequestRow = (Request, i64);
@@ -106,6 +106,7 @@ fn request_from_row(r: &AnyRow) -> Result<RequestRow> {
             levels: json_col(r, "levels")?,
             flow_id: col_opt_uuid(r, "flow_id")?,
             resources: json_col(r, "resources")?,
+            subscription_months: super::col_opt_i64(r, "subscription_months")?,
             created_at: col_time(r, "created_at")?,
             updated_at: col_time(r, "updated_at")?,
         },
@@ -300,7 +301,7 @@ impl Store {
         let mut tx = self.db.write.begin().await?;
         sqlx::query(&format!(
             "INSERT INTO requests ({REQUEST_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-             $11, $12, $13, $14, $15, $16, $17, $18, 0, $19, $19)"
+             $11, $12, $13, $14, $15, $16, $17, $18, 0, $19, $19, $20)"
         ))
         .bind(r.id.to_string())
         .bind(action_text(r.action))
@@ -321,6 +322,7 @@ impl Store {
         .bind(r.flow_id.map(|u| u.to_string()))
         .bind(json_text(&r.resources))
         .bind(time_text(r.created_at))
+        .bind(r.subscription_months)
         .execute(&mut *tx)
         .await?;
         for (l, level) in r.levels.iter().enumerate() {

@@ -332,7 +332,8 @@ fn resource_from_row(r: &AnyRow) -> Result<MeterResource> {
 const RES_COLS: &str = "resource_id, resource_type, project_id, vdc_id, org_id, state, since";
 
 pub const USAGE_COLS: &str = "id, period_start, period_end, org_id, vdc_id, project_id, vpc_id, region, zone, \
-    resource_type, resource_id, meter, spec, unit, quantity, gap, rated, price_id, unit_price, amount";
+    resource_type, resource_id, meter, spec, unit, quantity, gap, rated, price_id, unit_price, amount, \
+    subscription_id";
 
 pub fn usage_from_row(r: &AnyRow) -> Result<UsageRecord> {
     Ok(UsageRecord {
@@ -356,6 +357,7 @@ pub fn usage_from_row(r: &AnyRow) -> Result<UsageRecord> {
         price_id: col_opt_uuid(r, "price_id")?,
         unit_price: stratus_api::format_micro(col_i64(r, "unit_price")?, 6),
         amount: stratus_api::format_micro(col_i64(r, "amount")?, 6),
+        subscription_id: col_opt_uuid(r, "subscription_id")?,
     })
 }
 
@@ -400,6 +402,7 @@ pub struct UsageSum {
     pub first_hour: DateTime<Utc>,
     pub quantity: i64,
     pub amount: i64,
+    pub subscription_id: Option<String>,
 }
 
 /// Where a bill or a usage list looks.
@@ -473,6 +476,17 @@ impl Store {
         rows.iter().map(event_from_row).collect()
     }
 
+    /// A resource's metered state, if the meter knows it.
+    pub async fn meter_resource_get(&self, id: Uuid) -> Result<Option<MeterResource>> {
+        let row = sqlx::query(&format!(
+            "SELECT {RES_COLS} FROM meter_resources WHERE resource_id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.db.read)
+        .await?;
+        row.as_ref().map(resource_from_row).transpose()
+    }
+
     async fn meter_resource_tx(tx: &mut Tx, id: &str) -> Result<Option<MeterResource>> {
         let row = sqlx::query(&format!(
             "SELECT {RES_COLS} FROM meter_resources WHERE resource_id = $1"
@@ -534,6 +548,27 @@ impl Store {
                     r.project_id = e.project_id.clone();
                     r.vdc_id = e.vdc_id.clone();
                     r.org_id = org;
+                    // Subscriptions follow their resource: deleted, they end with the hour;
+                    // transferred, what is not yet begun is the new owner's.
+                    match e.event.as_str() {
+                        "deleted" => {
+                            Store::subscriptions_end_tx(
+                                &mut tx,
+                                "resource_id",
+                                &e.resource_id,
+                                at,
+                                "ended",
+                            )
+                            .await?;
+                        }
+                        "transferred" => {
+                            let owner =
+                                (r.project_id.as_str(), r.vdc_id.as_str(), r.org_id.as_str());
+                            Store::subscriptions_move_tx(&mut tx, &e.resource_id, at, owner)
+                                .await?;
+                        }
+                        _ => {}
+                    }
                     match meters::apply(&mut r.state, &e.event, &e.attrs) {
                         Applied::Keep => Some(r),
                         Applied::Remove => None,
@@ -756,7 +791,7 @@ impl Store {
         .bind(&h)
         .fetch_all(&mut **tx)
         .await?;
-        let mut n = 0u64;
+        let mut n = Store::meter_rate_subscribed_tx(tx, hour, book).await?;
         for (meter, spec) in &groups {
             let Some((p, unit)) = book.find(meter, spec, Billing::Payg, hour) else {
                 continue;
@@ -798,6 +833,56 @@ impl Store {
         .execute(&mut **tx)
         .await?;
         Ok((n + rest.rows_affected()) as usize)
+    }
+
+    /// Price the hour's records a subscription covers: only what exceeds the subscribed
+    /// rate is charged, at the pay-as-you-go price.
+    async fn meter_rate_subscribed_tx(
+        tx: &mut Tx,
+        hour: DateTime<Utc>,
+        book: &PriceBook,
+    ) -> Result<u64> {
+        let subs = Store::subscriptions_covering_tx(tx, hour).await?;
+        if subs.is_empty() {
+            return Ok(0);
+        }
+        let h = time_text(hour);
+        let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
+            "SELECT id, resource_id, meter, spec, quantity FROM usage_records \
+             WHERE period_start = $1 AND rated = 0 AND gap = 0 AND resource_id IN \
+             (SELECT resource_id FROM subscriptions WHERE starts_at <= $1 AND ends_at > $1)",
+        )
+        .bind(&h)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut n = 0;
+        for (id, resource, meter, spec, quantity) in rows {
+            let covered = subs.iter().find_map(|s| {
+                (s.resource_id.to_string() == resource)
+                    .then(|| s.line(&meter, &spec).map(|l| (s.id, l.per_hour)))
+                    .flatten()
+            });
+            let Some((sub, per_hour)) = covered else {
+                continue;
+            };
+            let (price, unit) = match book.find(&meter, &spec, Billing::Payg, hour) {
+                Some((p, u)) => (Some(p.id.to_string()), u),
+                None => (None, 0),
+            };
+            sqlx::query(
+                "UPDATE usage_records SET rated = 1, price_id = $1, unit_price = $2, amount = $3, \
+                 subscription_id = $4 WHERE id = $5",
+            )
+            .bind(price)
+            .bind(unit)
+            .bind(amount_of((quantity - per_hour).max(0), unit))
+            .bind(sub.to_string())
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     async fn meter_rate_rows_tx(
@@ -979,10 +1064,11 @@ impl Store {
         );
         let (sql, args) = c.render(
             "SELECT project_id, vdc_id, resource_type, resource_id, meter, spec, unit_price, rated, \
-             MIN(period_start) AS first_hour, CAST(SUM(quantity) AS BIGINT) AS quantity, \
-             CAST(SUM(amount) AS BIGINT) AS amount \
+             subscription_id, MIN(period_start) AS first_hour, \
+             CAST(SUM(quantity) AS BIGINT) AS quantity, CAST(SUM(amount) AS BIGINT) AS amount \
              FROM usage_records",
-            " GROUP BY project_id, vdc_id, resource_type, resource_id, meter, spec, unit_price, rated \
+            " GROUP BY project_id, vdc_id, resource_type, resource_id, meter, spec, unit_price, rated, \
+             subscription_id \
              ORDER BY project_id, resource_type, resource_id, meter, spec",
             vec![],
         );
@@ -1003,6 +1089,7 @@ impl Store {
                     first_hour: col_time(r, "first_hour")?,
                     quantity: col_i64(r, "quantity")?,
                     amount: col_i64(r, "amount")?,
+                    subscription_id: super::col_opt_str(r, "subscription_id")?,
                 })
             })
             .collect()

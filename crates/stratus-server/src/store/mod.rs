@@ -20,6 +20,7 @@ mod recycle;
 pub mod reports;
 mod settings;
 mod stacks;
+pub mod subscriptions;
 mod tokens;
 mod transfers;
 mod users;
@@ -113,6 +114,10 @@ pub(crate) fn col_opt_str(row: &AnyRow, col: &str) -> Result<Option<String>, Err
 
 pub(crate) fn col_i64(row: &AnyRow, col: &str) -> Result<i64, Error> {
     row.try_get::<i64, _>(col).map_err(Error::from)
+}
+
+pub(crate) fn col_opt_i64(row: &AnyRow, col: &str) -> Result<Option<i64>, Error> {
+    row.try_get::<Option<i64>, _>(col).map_err(Error::from)
 }
 
 pub(crate) fn col_bool(row: &AnyRow, col: &str) -> Result<bool, Error> {

@@ -255,6 +255,7 @@ struct LineKey {
     meter: String,
     spec: String,
     unit_price: i64,
+    subscription_id: Option<String>,
 }
 
 pub async fn bill(app: &App, p: &Principal, q: &BillQuery) -> Result<Bill> {
@@ -273,13 +274,31 @@ pub async fn bill(app: &App, p: &Principal, q: &BillQuery) -> Result<Bill> {
             .map(|(_, u)| u)
             .unwrap_or(0)
     };
+    // Hours not closed yet are priced as they will be: by the list at their start, less
+    // what a subscription covers.
+    let subs = app.store.subscriptions_between(from, to).await?;
+    let open_hour = |resource: &str, meter: &str, spec: &str, hour, quantity: i64| {
+        let unit = price_now(meter, spec, hour);
+        let covered = subs.iter().find_map(|s| {
+            (s.covers(hour) && s.resource_id.to_string() == resource)
+                .then(|| s.line(meter, spec).map(|l| (s.id.to_string(), l.per_hour)))
+                .flatten()
+        });
+        match covered {
+            Some((sub, per_hour)) => (
+                unit,
+                amount_of((quantity - per_hour).max(0), unit),
+                Some(sub),
+            ),
+            None => (unit, amount_of(quantity, unit), None),
+        }
+    };
     for u in app.store.usage_sums(&s.scope, from, to).await? {
-        // Hours not closed yet are priced as they will be: by the list at their start.
-        let (unit, amount) = if u.rated {
-            (u.unit_price, u.amount)
+        // An open hour's record is one hour (rated records are the closed ones).
+        let (unit, amount, subscription_id) = if u.rated {
+            (u.unit_price, u.amount, u.subscription_id)
         } else {
-            let unit = price_now(&u.meter, &u.spec, u.first_hour);
-            (unit, amount_of(u.quantity, unit))
+            open_hour(&u.resource_id, &u.meter, &u.spec, u.first_hour, u.quantity)
         };
         add(
             LineKey {
@@ -290,6 +309,7 @@ pub async fn bill(app: &App, p: &Principal, q: &BillQuery) -> Result<Bill> {
                 meter: u.meter,
                 spec: u.spec,
                 unit_price: unit,
+                subscription_id,
             },
             u.quantity,
             amount,
@@ -303,7 +323,8 @@ pub async fn bill(app: &App, p: &Principal, q: &BillQuery) -> Result<Bill> {
             acc.accrue(&r, r.since.max(from), live_to);
         }
         for u in acc.rows().filter(|u| !u.gap) {
-            let unit = price_now(u.meter, u.spec, u.hour);
+            let (unit, amount, subscription_id) =
+                open_hour(u.resource_id, u.meter, u.spec, u.hour, u.quantity);
             add(
                 LineKey {
                     project_id: u.project_id.into(),
@@ -313,9 +334,10 @@ pub async fn bill(app: &App, p: &Principal, q: &BillQuery) -> Result<Bill> {
                     meter: u.meter.into(),
                     spec: u.spec.into(),
                     unit_price: unit,
+                    subscription_id,
                 },
                 u.quantity,
-                amount_of(u.quantity, unit),
+                amount,
             );
         }
     }
@@ -342,6 +364,7 @@ pub async fn bill(app: &App, p: &Principal, q: &BillQuery) -> Result<Bill> {
             quantity: format_quantity(quantity),
             unit_price: format_micro(k.unit_price, 6),
             amount: format_micro(amount, 2),
+            subscription_id: k.subscription_id.as_deref().map(parse_id),
         });
     }
     let mut projects = Vec::new();

@@ -127,6 +127,14 @@ pub const METERS: &[MeterDef] = &[
         spec: "",
         description: "S3 writes served (everything else)",
     },
+    MeterDef {
+        name: crate::store::subscriptions::FEE_METER,
+        unit: "month",
+        resource_type: "any",
+        spec: "subscription",
+        description: "a subscription's fee (包年包月): one record per calendar month it covers, \
+            made from the monthly prices of the meters it covers; not priced itself",
+    },
 ];
 
 pub fn meter(name: &str) -> Option<&'static MeterDef> {
@@ -245,6 +253,18 @@ pub enum Applied {
 }
 
 /// Move `state` through `event` (with the event's attributes merged in).
+/// What a resource accrues while in use (an instance running and observed), for a
+/// subscription to cover whatever its state is when it is bought.
+pub fn in_use_rates(resource_type: &str, state: &Map<String, Value>) -> Vec<Rate> {
+    let mut s = state.clone();
+    s.insert("running".into(), Value::Bool(true));
+    s.insert("observed".into(), Value::Bool(true));
+    rates(resource_type, &s)
+        .into_iter()
+        .filter(|r| !r.gap && r.per_hour > 0)
+        .collect()
+}
+
 pub fn apply(state: &mut Map<String, Value>, event: &str, attrs: &Value) -> Applied {
     if event == "deleted" {
         return Applied::Remove;

@@ -14,6 +14,7 @@ pub mod bills;
 pub mod meters;
 pub mod prices;
 pub mod reports;
+pub mod subscriptions;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -150,7 +151,7 @@ pub fn file_stem(hour: DateTime<Utc>) -> String {
 }
 
 pub const CSV_HEADER: &str = "record_id,period_start,period_end,org_id,vdc_id,project_id,vpc_id,region,\
-availability_zone,resource_type,resource_id,meter,spec,unit,quantity,gap,rated,unit_price,amount,currency\n";
+availability_zone,resource_type,resource_id,meter,spec,unit,quantity,gap,rated,unit_price,amount,currency,subscription_id\n";
 
 /// Records as CSV rows (the documented usage-record format).
 pub fn records_csv(records: &[UsageRecord]) -> String {
@@ -177,6 +178,7 @@ pub fn records_csv(records: &[UsageRecord]) -> String {
             r.unit_price.clone(),
             r.amount.clone(),
             "CNY".into(),
+            r.subscription_id.map(|v| v.to_string()).unwrap_or_default(),
         ];
         let line: Vec<String> = fields.iter().map(|f| super::audit::csv_field(f)).collect();
         out.push_str(&line.join(","));

@@ -18,6 +18,7 @@ use crate::app::{require_global, App};
 use crate::authz::{Perm, Principal};
 use crate::error::{Error, Result};
 use crate::store::metering::{amount_of, meter_now, PriceBook};
+use crate::store::subscriptions::FEE_METER;
 
 /// Hours in a billing month, for pay-as-you-go estimates (365 × 24 / 12).
 pub const MONTH_HOURS: i64 = 730;
@@ -100,6 +101,13 @@ async fn check_spec(app: &App, m: &meters::MeterDef, spec: &str) -> Result<()> {
 pub async fn price_create(app: &App, p: &Principal, b: PriceCreate) -> Result<Price> {
     require_global(p, Perm::PriceWrite)?;
     let m = known_meter(&b.meter)?;
+    if m.name == FEE_METER {
+        return Err(Error::invalid(
+            "meter",
+            "subscription_months is not priced itself: its fee comes from the monthly prices \
+             of the meters a subscription covers",
+        ));
+    }
     if let Some(u) = b.unit.as_deref() {
         if u != m.unit {
             return Err(Error::invalid(
