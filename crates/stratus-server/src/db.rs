@@ -110,6 +110,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0011_subscriptions.sql"),
         postgres: include_str!("../migrations/postgres/0011_subscriptions.sql"),
     },
+    Migration {
+        version: 12,
+        name: "usage_daily",
+        sqlite: include_str!("../migrations/sqlite/0012_usage_daily.sql"),
+        postgres: include_str!("../migrations/postgres/0012_usage_daily.sql"),
+    },
 ];
 
 /// Per-connection SQLite settings; only the writer switches the file to WAL.

@@ -690,6 +690,66 @@ async fn budgets_raise_events_at_eighty_and_a_hundred_percent() {
     freeze_meter_clock(None);
 }
 
+/// Bills and budgets over whole closed days read the daily sums: across a restart, a
+/// day and two hours of a volume bill exactly what its hourly records add up to.
+#[tokio::test]
+async fn whole_days_bill_what_their_records_add_up_to() {
+    freeze_meter_clock(Some(t0()));
+    let mut ts = TestServer::start_with(|c| c.metering.tick_secs = 3600).await;
+    let admin = ts.admin().await;
+    let a = tree(&admin, "A").await;
+    let _hosts = simulated_hosts(&ts, &admin, 1).await;
+    price(&admin, "volume_gib_hours", "normal", "0.01").await;
+    let _: Value = admin
+        .put(
+            &format!("/v1/vdcs/{}/budget", a.child),
+            &json!({"monthly_limit": "1000"}),
+        )
+        .await
+        .unwrap();
+    meter_at(&ts, t0()).await;
+    let vol = volume(&admin, &a.project, "v", "normal", 100).await;
+    meter_at(&ts, at(13 * 60 + 5)).await;
+    ts.restart().await;
+    // 26 hours closed: 1 March whole (from the daily sums) and two hours of 2 March.
+    meter_at(&ts, at(26 * 60 + 5)).await;
+    let records = usage_of(&admin, &vol).await;
+    let rated: Vec<&Value> = records.iter().filter(|r| r["rated"] == true).collect();
+    assert_eq!(rated.len(), 26, "{records:?}");
+    let bill: Value = admin
+        .get(
+            "/v1/bills",
+            &[
+                ("project_id", a.project.clone()),
+                ("month", "2030-03".into()),
+            ],
+        )
+        .await
+        .unwrap();
+    // 100 GiB × 0.01 = 1.00 an hour: 26 closed hours and the 5 minutes of the open one.
+    let l = line(&bill, &vol, "volume_gib_hours", "normal");
+    assert_eq!(l["amount"], "26.08", "{bill}");
+    let closed: Value = admin
+        .get(
+            "/v1/bills",
+            &[
+                ("project_id", a.project.clone()),
+                ("from", "2030-03-01T00:00:00Z".into()),
+                ("to", "2030-03-02T02:00:00Z".into()),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(closed["total"], "26.00", "{closed}");
+    assert_eq!(closed["final"], true);
+    let b: Value = admin
+        .get(&format!("/v1/vdcs/{}/budget", a.child), &[])
+        .await
+        .unwrap();
+    assert_eq!(b["spent"], "26.00", "{b}");
+    freeze_meter_clock(None);
+}
+
 /// An agent that goes silent: its instance's time from the last heartbeat is a gap (shown,
 /// not priced, no vCPU-hours invented); when it reports again, metering goes on.
 #[tokio::test]

@@ -48,6 +48,33 @@ pub fn hour_floor(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(Duration::hours(1)).unwrap_or(t)
 }
 
+/// A half-open interval of time.
+pub type Span = (DateTime<Utc>, DateTime<Utc>);
+
+/// The start of `t`'s UTC day.
+pub fn day_floor(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(Duration::days(1)).unwrap_or(t)
+}
+
+/// `[from, to)` split into what daily sums answer — the whole UTC days closed by
+/// `closed` — and the hours before and after them, which records answer.
+pub fn split_days(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    closed: DateTime<Utc>,
+) -> (Option<Span>, Vec<Span>) {
+    let first = day_floor(from + Duration::days(1) - Duration::microseconds(1));
+    let last = day_floor(to.min(closed));
+    if first >= last {
+        return (None, vec![(from, to)]);
+    }
+    let hours = [(from, first), (last, to)]
+        .into_iter()
+        .filter(|(a, b)| a < b)
+        .collect();
+    (Some((first, last)), hours)
+}
+
 /// Split `[from, to)` at hour boundaries: (hour start, microseconds inside that hour).
 pub fn split_hours(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(DateTime<Utc>, i64)> {
     let mut out = Vec::new();
@@ -667,6 +694,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let priced = Store::meter_rate_tx(&mut tx, hour, book).await?;
+        Store::meter_roll_up_tx(&mut tx, hour).await?;
         let moved = sqlx::query(
             "UPDATE meter_cursor SET closed_through = $1 WHERE id = 1 AND closed_through = $2",
         )
@@ -679,6 +707,27 @@ impl Store {
         }
         tx.commit().await?;
         Ok(priced)
+    }
+
+    /// Add a closed hour's records to their day's sums.
+    async fn meter_roll_up_tx(tx: &mut Tx, hour: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO usage_daily (day, org_id, vdc_id, project_id, resource_type, resource_id, \
+             meter, spec, unit_price, subscription_id, quantity, amount) \
+             SELECT $1, org_id, vdc_id, project_id, resource_type, resource_id, meter, spec, \
+             unit_price, COALESCE(subscription_id, ''), CAST(SUM(quantity) AS BIGINT), \
+             CAST(SUM(amount) AS BIGINT) FROM usage_records WHERE period_start = $2 AND gap = 0 \
+             GROUP BY org_id, vdc_id, project_id, resource_type, resource_id, meter, spec, \
+             unit_price, COALESCE(subscription_id, '') \
+             ON CONFLICT (day, resource_id, meter, spec, project_id, vdc_id, unit_price, subscription_id) \
+             DO UPDATE SET quantity = usage_daily.quantity + excluded.quantity, \
+             amount = usage_daily.amount + excluded.amount",
+        )
+        .bind(time_text(day_floor(hour)))
+        .bind(time_text(hour))
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 
     /// Buckets are not event-driven: as an hour closes, each is sampled for the bytes it
@@ -1049,27 +1098,73 @@ impl Store {
         rows.iter().map(usage_from_row).collect()
     }
 
-    /// Usage in `scope` over `[from, to)`, summed per resource, meter, spec and price.
+    /// Every hour before this is closed (the distant past before the meter first ran).
+    async fn meter_closed(&self) -> Result<DateTime<Utc>> {
+        let t: Option<String> =
+            sqlx::query_scalar("SELECT closed_through FROM meter_cursor WHERE id = 1")
+                .fetch_optional(&self.db.read)
+                .await?;
+        Ok(match t {
+            Some(t) => super::parse_time(&t)?,
+            None => DateTime::<Utc>::MIN_UTC,
+        })
+    }
+
+    /// Usage in `scope` over `[from, to)`, summed per resource, meter, spec and price: whole
+    /// closed days from the daily sums, the hours around them from the records. (A
+    /// resource can have one sum per part; callers add them up.)
     pub async fn usage_sums(
         &self,
         scope: &UsageScope,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<UsageSum>> {
+        let (days, hours) = split_days(from, to, self.meter_closed().await?);
+        let mut out = Vec::new();
+        if let Some((a, b)) = days {
+            out.extend(
+                self.usage_sums_in(scope, "usage_daily", "day", "1", a, b)
+                    .await?,
+            );
+        }
+        for (a, b) in hours {
+            out.extend(
+                self.usage_sums_in(scope, "usage_records", "period_start", "rated", a, b)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    async fn usage_sums_in(
+        &self,
+        scope: &UsageScope,
+        table: &str,
+        time: &str,
+        rated: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<UsageSum>> {
         let mut c = Conds::new();
         scope.conds(&mut c);
         c.and(
-            "period_start >= ? AND period_start < ? AND gap = 0",
+            format!("{time} >= ? AND {time} < ?"),
             [Arg::from(time_text(from)), Arg::from(time_text(to))],
         );
+        if table == "usage_records" {
+            c.and("gap = 0", []);
+        }
         let (sql, args) = c.render(
-            "SELECT project_id, vdc_id, resource_type, resource_id, meter, spec, unit_price, rated, \
-             subscription_id, MIN(period_start) AS first_hour, \
-             CAST(SUM(quantity) AS BIGINT) AS quantity, CAST(SUM(amount) AS BIGINT) AS amount \
-             FROM usage_records",
-            " GROUP BY project_id, vdc_id, resource_type, resource_id, meter, spec, unit_price, rated, \
-             subscription_id \
-             ORDER BY project_id, resource_type, resource_id, meter, spec",
+            &format!(
+                "SELECT project_id, vdc_id, resource_type, resource_id, meter, spec, unit_price, \
+                 {rated} AS rated, subscription_id, MIN({time}) AS first_hour, \
+                 CAST(SUM(quantity) AS BIGINT) AS quantity, CAST(SUM(amount) AS BIGINT) AS amount \
+                 FROM {table}"
+            ),
+            &format!(
+                " GROUP BY project_id, vdc_id, resource_type, resource_id, meter, spec, unit_price, \
+                 {rated}, subscription_id ORDER BY project_id, resource_type, resource_id, meter, spec"
+            ),
             vec![],
         );
         let rows = sqlx::query_with(&sql, args)
@@ -1089,29 +1184,45 @@ impl Store {
                     first_hour: col_time(r, "first_hour")?,
                     quantity: col_i64(r, "quantity")?,
                     amount: col_i64(r, "amount")?,
-                    subscription_id: super::col_opt_str(r, "subscription_id")?,
+                    subscription_id: super::col_opt_str(r, "subscription_id")?
+                        .filter(|s| !s.is_empty()),
                 })
             })
             .collect()
     }
 
-    /// Rated spending of a VDC and everything below it over `[from, to)`, millionths of a yuan.
+    /// Rated spending of a VDC and everything below it over `[from, to)`, millionths of a
+    /// yuan (whole closed days from the daily sums).
     pub async fn usage_spent(
         &self,
         vdc: Uuid,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<i64> {
-        let v: Option<i64> = sqlx::query_scalar(
-            "SELECT CAST(SUM(amount) AS BIGINT) FROM usage_records WHERE rated = 1 AND period_start >= $1 \
-             AND period_start < $2 AND vdc_id IN (SELECT descendant_id FROM vdc_closure WHERE ancestor_id = $3)",
-        )
-        .bind(time_text(from))
-        .bind(time_text(to))
-        .bind(vdc.to_string())
-        .fetch_one(&self.db.read)
-        .await?;
-        Ok(v.unwrap_or(0))
+        let (days, hours) = split_days(from, to, self.meter_closed().await?);
+        let parts = days
+            .map(|d| ("usage_daily", "day", "", d))
+            .into_iter()
+            .chain(
+                hours
+                    .into_iter()
+                    .map(|h| ("usage_records", "period_start", "rated = 1 AND ", h)),
+            );
+        let mut total = 0i64;
+        for (table, time, cond, (a, b)) in parts {
+            let v: Option<i64> = sqlx::query_scalar(&format!(
+                "SELECT CAST(SUM(amount) AS BIGINT) FROM {table} WHERE {cond}{time} >= $1 \
+                 AND {time} < $2 AND vdc_id IN \
+                 (SELECT descendant_id FROM vdc_closure WHERE ancestor_id = $3)"
+            ))
+            .bind(time_text(a))
+            .bind(time_text(b))
+            .bind(vdc.to_string())
+            .fetch_one(&self.db.read)
+            .await?;
+            total = total.saturating_add(v.unwrap_or(0));
+        }
+        Ok(total)
     }
 
     /// The owner a resource's usage is recorded under (its latest), for visibility checks.
@@ -1369,6 +1480,49 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         parse_time(s).unwrap()
+    }
+
+    #[test]
+    fn whole_closed_days_come_from_the_daily_sums() {
+        // 5 March 10:00 to 1 April, closed through 20 March 13:00: days 6–19 from sums.
+        let (days, hours) = split_days(
+            t("2030-03-05T10:00:00Z"),
+            t("2030-04-01T00:00:00Z"),
+            t("2030-03-20T13:00:00Z"),
+        );
+        assert_eq!(
+            days,
+            Some((t("2030-03-06T00:00:00Z"), t("2030-03-20T00:00:00Z")))
+        );
+        assert_eq!(
+            hours,
+            vec![
+                (t("2030-03-05T10:00:00Z"), t("2030-03-06T00:00:00Z")),
+                (t("2030-03-20T00:00:00Z"), t("2030-04-01T00:00:00Z")),
+            ]
+        );
+        // A month entirely closed: all of it from the sums.
+        let (days, hours) = split_days(
+            t("2030-03-01T00:00:00Z"),
+            t("2030-04-01T00:00:00Z"),
+            t("2030-04-02T00:00:00Z"),
+        );
+        assert_eq!(
+            days,
+            Some((t("2030-03-01T00:00:00Z"), t("2030-04-01T00:00:00Z")))
+        );
+        assert!(hours.is_empty());
+        // Less than a closed day: all from the records.
+        let (days, hours) = split_days(
+            t("2030-03-01T00:00:00Z"),
+            t("2030-04-01T00:00:00Z"),
+            t("2030-03-01T23:00:00Z"),
+        );
+        assert_eq!(days, None);
+        assert_eq!(
+            hours,
+            vec![(t("2030-03-01T00:00:00Z"), t("2030-04-01T00:00:00Z"))]
+        );
     }
 
     #[test]
