@@ -166,22 +166,23 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "{:<44} {:>14} {:>16} {:>10}",
-        "step", "Stratus", "sqlite3 (1 stmt)", "ratio"
+        "step", "Stratus", "sqlite3 (1 stmt)", "time ratio"
     );
     println!(
-        "{:<44} {:>10.0} r/s {:>12.0} r/s {:>9.1}x",
+        "{:<44} {:>10.0} r/s {:>12.0} r/s {:>9.2}x",
         "rating (records priced per second)",
         total as f64 / rate_secs,
         total as f64 / peer_rate_secs,
         rate_secs / peer_rate_secs
     );
     println!(
-        "{:<44} {:>12.2} s {:>14.2} s {:>9.1}x",
+        "{:<44} {:>12.2} s {:>14.2} s {:>9.2}x",
         "bill of the whole period (GET /v1/bills)",
         bill_secs,
         peer_bill_secs,
         bill_secs / peer_bill_secs
     );
+    println!("(time ratio: Stratus's time over the peer's; below 1 is faster than the peer)");
     println!("\nbill: {lines} line items, total {total_yuan} CNY; sqlite3 groups/sum: {peer_out}");
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

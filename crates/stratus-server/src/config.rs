@@ -45,6 +45,8 @@ pub struct Config {
     pub s3: S3Config,
     /// Usage records (话单), their files, and rating.
     pub metering: MeteringConfig,
+    /// Metrics: the embedded time-series store.
+    pub monitoring: MonitoringConfig,
     /// The agent `stratus serve` runs in the same process (all-in-one mode).
     pub local_agent: LocalAgentConfig,
     /// Test instrument: named failure points to trigger (e.g. `create.schedule`). Never set
@@ -115,6 +117,28 @@ impl Default for MeteringConfig {
             close_grace_secs: 120,
             export_dir: None,
             export: true,
+        }
+    }
+}
+
+/// Monitoring: where metrics are kept and for how long.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringConfig {
+    /// The time-series store's directory. Default: `<data_dir>/tsdb`.
+    pub dir: Option<PathBuf>,
+    /// Samples are kept this many days (1 to 3650).
+    pub retention_days: u64,
+    /// The store's log is folded into a snapshot once it holds this many MiB.
+    pub checkpoint_mb: u64,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        MonitoringConfig {
+            dir: None,
+            retention_days: 15,
+            checkpoint_mb: 64,
         }
     }
 }
@@ -257,6 +281,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             recycle_bin: RecycleBinConfig::default(),
             metering: MeteringConfig::default(),
+            monitoring: MonitoringConfig::default(),
             s3: S3Config::default(),
             local_agent: LocalAgentConfig::default(),
             faults: Vec::new(),
@@ -293,6 +318,14 @@ impl Config {
             "rate_limit: requests_per_second must be >= 0 and burst >= 1"
         );
         anyhow::ensure!(!self.region.is_empty(), "region: must not be empty");
+        anyhow::ensure!(
+            (1..=3650).contains(&self.monitoring.retention_days),
+            "monitoring.retention_days: must be between 1 and 3650"
+        );
+        anyhow::ensure!(
+            self.monitoring.checkpoint_mb >= 1,
+            "monitoring.checkpoint_mb: must be at least 1"
+        );
         let c = &self.compute;
         for (name, v) in [
             ("compute.cpu_allocation_ratio", c.cpu_allocation_ratio),

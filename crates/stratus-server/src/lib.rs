@@ -256,9 +256,11 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .clone()
         .unwrap_or_else(|| config.data_dir.join("master.key"));
     let secrets = Arc::new(secrets::SecretBox::open_or_create(&master_key)?);
+    let tsdb = app::monitoring::open(&config)?;
     let app = Arc::new(App {
         store,
         hub: app::hosts::AgentHub::default(),
+        tsdb,
         secrets: secrets.clone(),
         auth: Authenticator::new(
             Duration::from_secs(config.auth_cache_secs),
@@ -299,6 +301,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     }
     app::recycle::spawn_purger(app.clone());
     app::metering::spawn(app.clone());
+    app::monitoring::spawn(app.clone(), tx.subscribe());
     // Stacks interrupted mid-action: deletes and rollbacks go on, the rest are failed.
     if let Err(e) = app::stacks::resume(&app).await {
         tracing::warn!(error = %e, "cannot resume stacks");

@@ -969,6 +969,13 @@ async fn request_for(
             fresh_budget(admin, fx).await;
             (M::GET, format!("/v1/vdcs/{}/budget", fx.child), None)
         }
+        // Everyone may query; what they see is scoped to their projects.
+        "metrics_query" => (M::GET, "/v1/metrics/query?query=up".into(), None),
+        "metrics_query_range" => (
+            M::GET,
+            "/v1/metrics/query_range?query=up&step=60".into(),
+            None,
+        ),
         "subscription_list" => (
             M::GET,
             format!("/v1/subscriptions?project_id={}", fx.project),

@@ -123,17 +123,17 @@ pub struct Matcher {
     pub name: String,
     pub op: MatchOp,
     pub value: String,
-    re: Option<regex_lite::Regex>,
+    re: Option<regex::Regex>,
 }
 
 impl Matcher {
     pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Matcher, Error> {
         let re = match op {
-            MatchOp::Regex | MatchOp::NotRegex => Some(
-                regex_lite::Regex::new(&format!("^(?:{value})$")).map_err(|e| {
+            MatchOp::Regex | MatchOp::NotRegex => {
+                Some(regex::Regex::new(&format!("^(?:{value})$")).map_err(|e| {
                     Error::Invalid(format!("bad regular expression {value:?}: {e}"))
-                })?,
-            ),
+                })?)
+            }
             _ => None,
         };
         Ok(Matcher {

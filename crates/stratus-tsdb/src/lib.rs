@@ -14,6 +14,7 @@
 
 pub mod chunk;
 pub mod labels;
+pub mod query;
 mod wal;
 
 use std::collections::{HashMap, HashSet};

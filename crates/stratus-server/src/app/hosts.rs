@@ -343,6 +343,13 @@ pub async fn agent_report(app: &App, host: Uuid, r: AgentReport) -> Result<()> {
         }
         if let Some(c) = &ir.counters {
             app.hub.sample(ir.id, c);
+            let owner = super::monitoring::GuestOwner {
+                instance: ir.id,
+                project: row.api.project_id,
+                vdc: row.api.vdc_id,
+                host,
+            };
+            super::monitoring::ingest_guest(app, &owner, c);
         }
         if let (Some(img), Some(cap)) = (ir.capture_image_id, row.capture_image_id) {
             if img == cap {

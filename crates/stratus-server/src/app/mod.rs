@@ -13,6 +13,7 @@ pub mod images;
 pub mod instances;
 pub mod ipam;
 pub mod metering;
+pub mod monitoring;
 pub mod networks;
 pub mod orgs;
 pub mod projects;
@@ -51,6 +52,8 @@ pub struct App {
     pub calls: CallLog,
     /// Long-poll wake-ups and guest samples for the host agents.
     pub hub: hosts::AgentHub,
+    /// Metrics of hosts, guests and the control plane.
+    pub tsdb: Arc<stratus_tsdb::Tsdb>,
 }
 
 pub type AppRef = Arc<App>;

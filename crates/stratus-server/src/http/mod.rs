@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod compute;
 pub mod extract;
 pub mod identity;
+pub mod monitoring;
 pub mod networks;
 pub mod stacks;
 pub mod storage;
@@ -72,6 +73,7 @@ use extract::Authenticated;
         (name = "recycle-bin", description = "Deleted instances and volumes kept for a while, restored or purged"),
         (name = "stacks", description = "Orchestration: templates and the stacks of resources made from them"),
         (name = "billing", description = "Metering (usage records), prices, cost estimates, bills and budgets"),
+        (name = "monitoring", description = "Metrics of hosts, guests and the control plane, queried in PromQL"),
         (name = "agent", description = "The host agents' protocol (host credentials, not user tokens)"),
         (name = "system", description = "Health, metrics and consistency checks")
     )
@@ -325,6 +327,8 @@ fn api_router() -> OpenApiRouter<AppRef> {
             billing::subscription_cancel
         ))
         .routes(routes!(billing::subscription_renew))
+        .routes(routes!(monitoring::metrics_query_range))
+        .routes(routes!(monitoring::metrics_query))
         .routes(routes!(admin::resource_transfer))
         .routes(routes!(admin::recycle_list))
         .routes(routes!(admin::recycle_restore))

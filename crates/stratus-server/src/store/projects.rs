@@ -101,6 +101,17 @@ impl Store {
         row.as_ref().map(project_from_row).transpose()
     }
 
+    /// Ids of every project `vis` reaches (for scoping metrics), at most 10,000.
+    pub async fn project_ids_visible(&self, vis: &Visibility) -> Result<Vec<Uuid>> {
+        let mut c = Conds::new();
+        project_visible(&mut c, vis);
+        let (sql, args) = c.render("SELECT id FROM projects", " LIMIT 10000", vec![]);
+        let rows = sqlx::query_with(&sql, args)
+            .fetch_all(&self.db.read)
+            .await?;
+        rows.iter().map(|r| super::col_uuid(r, "id")).collect()
+    }
+
     pub async fn project_list(
         &self,
         vis: &Visibility,

@@ -1,0 +1,232 @@
+//! Unified monitoring (spec 8.2.4, 8.3.4): metrics from every agent and the control plane
+//! in the embedded time-series store (`stratus-tsdb`), queried in PromQL, scoped to what
+//! the caller may see.
+//!
+//! - Guest metrics arrive with every agent report (the raw counters the agent reads from
+//!   QEMU and the host's cgroup); each becomes a sample labelled with the instance, its
+//!   project, VDC and host. Counters keep their Prometheus names (`…_total`), so
+//!   `rate(stratus_instance_cpu_seconds_total[1m])` is the CPU share of a guest.
+//! - A caller who cannot read resources platform-wide gets every selector restricted to
+//!   the projects they can see (`project_id=~"…"`): a department sees only its own
+//!   series, and asking for another's returns nothing.
+//! - The store's log is synced every second; retention runs every minute and the log is
+//!   checkpointed into a snapshot when it grows past `monitoring.checkpoint_mb`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use stratus_api::GuestCounters;
+use stratus_tsdb::{Labels, MatchOp, Matcher, Sample, Tsdb, NAME};
+use uuid::Uuid;
+
+use super::App;
+use crate::authz::{Perm, Principal};
+use crate::error::{Error, Result};
+
+/// How a guest series is read from the counters.
+type Read = fn(&GuestCounters) -> f64;
+
+/// The guest series.
+const GUEST: &[(&str, Read)] = &[
+    ("stratus_instance_cpu_seconds_total", |c| c.cpu_seconds),
+    ("stratus_instance_memory_bytes", |c| c.memory_bytes as f64),
+    ("stratus_instance_memory_used_bytes", |c| c.rss_bytes as f64),
+    ("stratus_instance_disk_read_bytes_total", |c| {
+        c.disk_read_bytes as f64
+    }),
+    ("stratus_instance_disk_written_bytes_total", |c| {
+        c.disk_write_bytes as f64
+    }),
+    ("stratus_instance_disk_reads_total", |c| {
+        c.disk_read_ops as f64
+    }),
+    ("stratus_instance_disk_writes_total", |c| {
+        c.disk_write_ops as f64
+    }),
+    ("stratus_instance_network_receive_bytes_total", |c| {
+        c.net_rx_bytes as f64
+    }),
+    ("stratus_instance_network_transmit_bytes_total", |c| {
+        c.net_tx_bytes as f64
+    }),
+];
+
+/// What an instance's series are labelled with.
+pub struct GuestOwner {
+    pub instance: Uuid,
+    pub project: Uuid,
+    pub vdc: Uuid,
+    pub host: Uuid,
+}
+
+fn store_error(e: stratus_tsdb::Error) -> Error {
+    match e {
+        stratus_tsdb::Error::Invalid(m) => Error::InvalidInput(m),
+        e => Error::internal(e.to_string()),
+    }
+}
+
+/// The samples of one guest report at `at`.
+pub fn guest_samples(o: &GuestOwner, c: &GuestCounters, at: DateTime<Utc>) -> Vec<Sample> {
+    let (instance, project, vdc, host) = (
+        o.instance.to_string(),
+        o.project.to_string(),
+        o.vdc.to_string(),
+        o.host.to_string(),
+    );
+    GUEST
+        .iter()
+        .filter_map(|(name, read)| {
+            let labels = Labels::new([
+                (NAME, *name),
+                ("instance_id", instance.as_str()),
+                ("project_id", project.as_str()),
+                ("vdc_id", vdc.as_str()),
+                ("host_id", host.as_str()),
+            ])
+            .ok()?;
+            Some(Sample {
+                labels,
+                t: at.timestamp_millis(),
+                v: read(c),
+            })
+        })
+        .collect()
+}
+
+/// Record a guest report's counters; a store failure is logged, never fails the report.
+pub fn ingest_guest(app: &App, o: &GuestOwner, c: &GuestCounters) {
+    if let Err(e) = app.tsdb.append(&guest_samples(o, c, Utc::now())) {
+        tracing::warn!(error = %e, "cannot record guest metrics");
+    }
+}
+
+/// The matchers that restrict `p` to what they may see (none for platform-wide readers).
+pub async fn scope(app: &App, p: &Principal) -> Result<Vec<Matcher>> {
+    let vis = p.visibility(Perm::ResourceRead);
+    if vis.all {
+        return Ok(vec![]);
+    }
+    let ids = app.store.project_ids_visible(&vis).await?;
+    if ids.is_empty() {
+        // Matches no series: tenants' series carry a project id, platform ones none.
+        return Ok(vec![Matcher::equal("project_id", "-")]);
+    }
+    // Ids are hex and dashes: nothing to escape in the expression.
+    let re = ids
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join("|");
+    Ok(vec![
+        Matcher::new("project_id", MatchOp::Regex, &re).map_err(store_error)?
+    ])
+}
+
+/// Open the store under the configured directory.
+pub fn open(config: &crate::config::Config) -> anyhow::Result<Arc<Tsdb>> {
+    let dir = config
+        .monitoring
+        .dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("tsdb"));
+    Tsdb::open(&dir)
+        .map(Arc::new)
+        .map_err(|e| anyhow::anyhow!("monitoring.dir: cannot open {}: {e}", dir.display()))
+}
+
+/// Sync the log every second; apply retention and checkpoint every minute.
+pub fn spawn(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut n = 0u64;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => {
+                    let _ = app.tsdb.sync();
+                    return;
+                }
+            }
+            n += 1;
+            let db = app.tsdb.clone();
+            let minute = n.is_multiple_of(60);
+            let keep_ms = app.config.monitoring.retention_days as i64 * 86_400_000;
+            let limit = app.config.monitoring.checkpoint_mb * 1024 * 1024;
+            let done = tokio::task::spawn_blocking(move || -> stratus_tsdb::Result<()> {
+                db.sync()?;
+                if minute {
+                    db.retain(Utc::now().timestamp_millis() - keep_ms)?;
+                    if db.log_bytes() > limit {
+                        db.checkpoint()?;
+                    }
+                }
+                Ok(())
+            })
+            .await;
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "time-series store upkeep failed"),
+                Err(e) => tracing::warn!(error = %e, "time-series store upkeep panicked"),
+            }
+        }
+    });
+}
+
+/// A time in a query: RFC 3339 or Unix seconds (as Prometheus takes them).
+pub fn parse_time(field: &str, s: &str) -> Result<i64> {
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs.is_finite() {
+            return Ok((secs * 1000.0) as i64);
+        }
+    }
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| Error::invalid(field, "is not an RFC 3339 time or Unix seconds"))
+}
+
+/// A step: seconds, or a duration such as `30s`, `5m`, `1h`.
+pub fn parse_step(s: &str) -> Result<i64> {
+    let bad = || Error::invalid("step", "is not a duration (e.g. 15, 30s, 5m, 1h)");
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs.is_finite() && secs > 0.0 {
+            return Ok((secs * 1000.0) as i64);
+        }
+        return Err(bad());
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: i64 = num.parse().map_err(|_| bad())?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    if n <= 0 {
+        return Err(bad());
+    }
+    Ok(n * ms)
+}
+
+/// A range query for `p`.
+pub async fn query_range(
+    app: &App,
+    p: &Principal,
+    query: &str,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Result<Vec<stratus_tsdb::SeriesData>> {
+    let extra = scope(app, p).await?;
+    let db = app.tsdb.clone();
+    let q = query.to_string();
+    tokio::task::spawn_blocking(move || {
+        stratus_tsdb::query::query_range(&db, &q, start, end, step, &extra)
+    })
+    .await
+    .map_err(|e| Error::internal(e.to_string()))?
+    .map_err(store_error)
+}
