@@ -1394,6 +1394,7 @@ impl Agent {
         self.client
             .report(&AgentReport {
                 facts: self.facts.clone(),
+                host: Some(crate::hostmetrics::read(&self.host.state_dir)),
                 instances,
                 volumes: self.volumes.reports(&self.host).await,
                 backups: self.backups.reports(&self.host).await,

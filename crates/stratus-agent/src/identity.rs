@@ -128,21 +128,26 @@ fn meminfo_mib() -> i64 {
 
 /// Size of the file system holding `dir`, GiB.
 pub(crate) fn disk_gib(dir: &Path) -> i64 {
+    fs_bytes(dir).map_or(0, |(size, _)| size >> 30)
+}
+
+/// Size and space available to users of the file system holding `dir`, bytes.
+pub(crate) fn fs_bytes(dir: &Path) -> Option<(i64, i64)> {
     use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return 0;
-    };
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
     // SAFETY: `c` is a valid NUL-terminated path and `st` points to writable memory of
     // the right type; statvfs only writes into it.
     let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
     if rc != 0 {
-        return 0;
+        return None;
     }
     // SAFETY: statvfs returned 0, so it filled the struct.
     let st = unsafe { st.assume_init() };
-    let bytes = u128::from(st.f_blocks) * u128::from(st.f_frsize);
-    i64::try_from(bytes >> 30).unwrap_or(i64::MAX)
+    let bytes = |blocks: u64| {
+        i64::try_from(u128::from(blocks) * u128::from(st.f_frsize)).unwrap_or(i64::MAX)
+    };
+    Some((bytes(st.f_blocks), bytes(st.f_bavail)))
 }
 
 fn system_hostname() -> String {

@@ -9,6 +9,7 @@ pub mod cidata;
 pub mod client;
 pub mod console;
 pub mod disk;
+pub mod hostmetrics;
 pub mod identity;
 pub mod network;
 pub mod pool;

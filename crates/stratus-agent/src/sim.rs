@@ -195,6 +195,8 @@ impl SimHost {
                 let ds = self.snapshot();
                 let report = AgentReport {
                     facts: self.facts.clone(),
+                    // A simulated host has no counters of its own.
+                    host: None,
                     instances: ds.instances.iter().map(sim_instance_report).collect(),
                     volumes: ds.volumes.iter().map(sim_volume_report).collect(),
                     backups: ds.backups.iter().map(sim_backup_report).collect(),

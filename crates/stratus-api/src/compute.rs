@@ -596,6 +596,48 @@ pub enum ActualState {
     Gone,
 }
 
+/// Raw counters of a host, read from `/proc` and the instance file system.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HostCounters {
+    /// CPU seconds by mode (`user`, `nice`, `system`, `idle`, `iowait`, `irq`,
+    /// `softirq`, `steal`), summed over all CPUs.
+    pub cpu_seconds: Vec<CpuSeconds>,
+    pub memory_total_bytes: i64,
+    pub memory_available_bytes: i64,
+    pub load1: f64,
+    pub load5: f64,
+    pub load15: f64,
+    /// The file system holding instance disks.
+    pub filesystem_size_bytes: i64,
+    pub filesystem_avail_bytes: i64,
+    pub disks: Vec<DiskCounters>,
+    pub nics: Vec<NicCounters>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CpuSeconds {
+    pub mode: String,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DiskCounters {
+    pub device: String,
+    pub read_bytes: i64,
+    pub written_bytes: i64,
+    pub reads: i64,
+    pub writes: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NicCounters {
+    pub device: String,
+    pub receive_bytes: i64,
+    pub transmit_bytes: i64,
+    pub receive_packets: i64,
+    pub transmit_packets: i64,
+}
+
 /// Raw counters of one guest; the control plane computes rates from two samples.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct GuestCounters {
@@ -650,6 +692,9 @@ pub struct InstanceReport {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AgentReport {
     pub facts: HostFacts,
+    /// The host's own counters (none from a simulated agent).
+    #[serde(default)]
+    pub host: Option<HostCounters>,
     pub instances: Vec<InstanceReport>,
     #[serde(default)]
     pub volumes: Vec<crate::VolumeReport>,

@@ -166,6 +166,22 @@ async fn a_real_guest_boots_runs_its_lifecycle_becomes_an_image_and_leaves_nothi
     })
     .await;
     assert!(m["memory_bytes"].as_i64() > Some(0), "{m}");
+    // The same in the time-series store, in PromQL: the guest used CPU, and its host
+    // reports its own memory and CPU time.
+    for q in [
+        format!("rate(stratus_instance_cpu_seconds_total{{instance_id=\"{vm}\"}}[1m]) > 0"),
+        "stratus_host_memory_total_bytes > 0".to_string(),
+        "sum(stratus_host_cpu_seconds_total{mode=\"idle\"}) > 0".to_string(),
+    ] {
+        wait(&format!("PromQL {q}"), 60, || async {
+            let v: Value = admin
+                .get("/v1/metrics/query", &[("query", q.clone())])
+                .await
+                .unwrap();
+            (v["result"].as_array().is_some_and(|r| !r.is_empty())).then_some(())
+        })
+        .await;
+    }
 
     // A VNC console with a one-time password.
     let rc: Value = admin

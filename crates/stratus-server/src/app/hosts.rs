@@ -320,6 +320,9 @@ async fn desired_state(app: &App, host: Uuid, generation: i64) -> Result<Desired
 pub async fn agent_report(app: &App, host: Uuid, r: AgentReport) -> Result<()> {
     validate_facts(&r.facts)?;
     app.store.host_heartbeat(host, &r.facts).await?;
+    if let Some(h) = &r.host {
+        super::monitoring::ingest_host(app, host, &r.facts.hostname, h);
+    }
     let rows: HashMap<Uuid, _> = app
         .store
         .instance_rows_on_host(host)

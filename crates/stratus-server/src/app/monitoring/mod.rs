@@ -95,6 +95,103 @@ pub fn guest_samples(o: &GuestOwner, c: &GuestCounters, at: DateTime<Utc>) -> Ve
         .collect()
 }
 
+/// The samples of one host report at `at`: labelled `host_id` and `host` (its name), and
+/// `mode` or `device` where there are several.
+pub fn host_samples(
+    host: Uuid,
+    name: &str,
+    h: &stratus_api::HostCounters,
+    at: DateTime<Utc>,
+) -> Vec<Sample> {
+    let id = host.to_string();
+    let t = at.timestamp_millis();
+    let mut out = Vec::new();
+    let mut push = |metric: &str, extra: Option<(&str, &str)>, v: f64| {
+        let mut pairs = vec![(NAME, metric), ("host_id", id.as_str()), ("host", name)];
+        pairs.extend(extra);
+        if let Ok(labels) = Labels::new(pairs) {
+            out.push(Sample { labels, t, v });
+        }
+    };
+    push("stratus_host_up", None, 1.0);
+    for c in &h.cpu_seconds {
+        push(
+            "stratus_host_cpu_seconds_total",
+            Some(("mode", &c.mode)),
+            c.seconds,
+        );
+    }
+    for (metric, v) in [
+        (
+            "stratus_host_memory_total_bytes",
+            h.memory_total_bytes as f64,
+        ),
+        (
+            "stratus_host_memory_available_bytes",
+            h.memory_available_bytes as f64,
+        ),
+        ("stratus_host_load1", h.load1),
+        ("stratus_host_load5", h.load5),
+        ("stratus_host_load15", h.load15),
+        (
+            "stratus_host_filesystem_size_bytes",
+            h.filesystem_size_bytes as f64,
+        ),
+        (
+            "stratus_host_filesystem_avail_bytes",
+            h.filesystem_avail_bytes as f64,
+        ),
+    ] {
+        push(metric, None, v);
+    }
+    for d in &h.disks {
+        let dev = Some(("device", d.device.as_str()));
+        push(
+            "stratus_host_disk_read_bytes_total",
+            dev,
+            d.read_bytes as f64,
+        );
+        push(
+            "stratus_host_disk_written_bytes_total",
+            dev,
+            d.written_bytes as f64,
+        );
+        push("stratus_host_disk_reads_total", dev, d.reads as f64);
+        push("stratus_host_disk_writes_total", dev, d.writes as f64);
+    }
+    for n in &h.nics {
+        let dev = Some(("device", n.device.as_str()));
+        push(
+            "stratus_host_network_receive_bytes_total",
+            dev,
+            n.receive_bytes as f64,
+        );
+        push(
+            "stratus_host_network_transmit_bytes_total",
+            dev,
+            n.transmit_bytes as f64,
+        );
+        push(
+            "stratus_host_network_receive_packets_total",
+            dev,
+            n.receive_packets as f64,
+        );
+        push(
+            "stratus_host_network_transmit_packets_total",
+            dev,
+            n.transmit_packets as f64,
+        );
+    }
+    out
+}
+
+/// Record a host report's counters (logged on failure, like guests').
+pub fn ingest_host(app: &App, host: Uuid, name: &str, h: &stratus_api::HostCounters) {
+    if let Err(e) = app.tsdb.append(&host_samples(host, name, h, Utc::now())) {
+        tracing::warn!(error = %e, "cannot record host metrics");
+    }
+}
+
 /// Record a guest report's counters; a store failure is logged, never fails the report.
 pub fn ingest_guest(app: &App, o: &GuestOwner, c: &GuestCounters) {
     if let Err(e) = app.tsdb.append(&guest_samples(o, c, Utc::now())) {
@@ -229,4 +326,71 @@ pub async fn query_range(
     .await
     .map_err(|e| Error::internal(e.to_string()))?
     .map_err(store_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stratus_api::{CpuSeconds, HostCounters, NicCounters};
+
+    #[test]
+    fn host_reports_become_queryable_series() {
+        let db = Tsdb::in_memory();
+        let host = Uuid::new_v4();
+        let t0 = DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default();
+        for i in 0..7i64 {
+            let h = HostCounters {
+                // Two CPUs, one busy: 1 s user per second, 1 s idle per second.
+                cpu_seconds: vec![
+                    CpuSeconds {
+                        mode: "user".into(),
+                        seconds: i as f64 * 10.0,
+                    },
+                    CpuSeconds {
+                        mode: "idle".into(),
+                        seconds: i as f64 * 10.0,
+                    },
+                ],
+                memory_total_bytes: 8 << 30,
+                memory_available_bytes: 2 << 30,
+                nics: vec![NicCounters {
+                    device: "eth0".into(),
+                    receive_bytes: i * 1000,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            let at = t0 + chrono::Duration::seconds(i * 10);
+            db.append(&host_samples(host, "node-1", &h, at)).unwrap();
+        }
+        let end = (t0 + chrono::Duration::seconds(60)).timestamp_millis();
+        let busy = stratus_tsdb::query::query_instant(
+            &db,
+            "sum by (host) (rate(stratus_host_cpu_seconds_total{mode!=\"idle\"}[1m]))",
+            end,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(busy.len(), 1);
+        assert_eq!(busy[0].0.get("host"), Some("node-1"));
+        assert!((busy[0].1 - 1.0).abs() < 1e-9, "{busy:?}");
+        let used = stratus_tsdb::query::query_instant(
+            &db,
+            "1 - stratus_host_memory_available_bytes / stratus_host_memory_total_bytes",
+            end,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(used[0].1, 0.75);
+        let rx = stratus_tsdb::query::query_instant(
+            &db,
+            "rate(stratus_host_network_receive_bytes_total{device=\"eth0\"}[1m])",
+            end,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(rx[0].1, 100.0);
+    }
 }
