@@ -15,6 +15,9 @@ struct Histogram {
     sum: f64,
 }
 
+/// One counter's value: metric name, labels, value.
+pub type Counter = (&'static str, Vec<(&'static str, String)>, f64);
+
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
@@ -36,6 +39,36 @@ impl Metrics {
             h.count += 1;
             h.sum += seconds;
         }
+    }
+
+    /// The counters as (metric, labels, value), for the time-series store.
+    pub fn snapshot(&self) -> Vec<Counter> {
+        let mut out = Vec::new();
+        if let Ok(r) = self.requests.lock() {
+            for ((op, status), n) in r.iter() {
+                out.push((
+                    "stratus_http_requests_total",
+                    vec![("operation", op.clone()), ("status", status.to_string())],
+                    *n as f64,
+                ));
+            }
+        }
+        if let Ok(l) = self.latency.lock() {
+            for (op, h) in l.iter() {
+                let labels = vec![("operation", op.clone())];
+                out.push((
+                    "stratus_http_request_duration_seconds_sum",
+                    labels.clone(),
+                    h.sum,
+                ));
+                out.push((
+                    "stratus_http_request_duration_seconds_count",
+                    labels,
+                    h.count as f64,
+                ));
+            }
+        }
+        out
     }
 
     pub fn render(&self) -> String {

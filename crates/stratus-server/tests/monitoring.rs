@@ -139,3 +139,54 @@ async fn guest_metrics_are_queried_in_promql_and_scoped_to_the_tenant() {
         assert!(msg.contains(want), "{k}={v}: {msg}");
     }
 }
+
+/// `/metrics` (request counters and latency, the store's own gauges) passes
+/// `promtool check metrics`, and the control plane's counters land in the store too.
+#[tokio::test]
+async fn the_metrics_endpoint_passes_promtool_and_feeds_the_store() {
+    let ts = TestServer::start().await;
+    let admin = ts.admin().await;
+    let _: Value = admin.get("/v1/flavors", &[]).await.unwrap();
+    let text = reqwest::get(format!("{}/metrics", ts.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("stratus_tsdb_series"), "{text}");
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/install-deps --tests installs it)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every 15 s the control plane records its own counters.
+    wait("the control plane's own series", 40, || async {
+        let v = query(
+            &admin,
+            "sum(stratus_http_requests_total{operation=\"flavor_list\"})",
+        )
+        .await;
+        (v["result"][0]["value"][1]
+            .as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            >= Some(1.0))
+        .then_some(())
+    })
+    .await;
+}

@@ -186,11 +186,9 @@ pub async fn health_view(State(app): State<AppRef>) -> Ok<Health> {
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics_view", tag = "system",
     responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics_view(State(app): State<AppRef>) -> axum::response::Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
-    )
-        .into_response()
+    let mut text = app.metrics.render();
+    text.push_str(&crate::app::monitoring::render_store_metrics(&app));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 // ---------------------------------------------------------------- flavors

@@ -221,6 +221,70 @@ pub async fn scope(app: &App, p: &Principal) -> Result<Vec<Matcher>> {
     ])
 }
 
+/// The time-series store's own gauges, in Prometheus text format.
+pub fn render_store_metrics(app: &App) -> String {
+    let Ok(st) = app.tsdb.stats() else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for (name, help, v) in [
+        (
+            "stratus_tsdb_series",
+            "Series in the time-series store.",
+            st.series as u64,
+        ),
+        (
+            "stratus_tsdb_samples",
+            "Samples in the time-series store.",
+            st.samples as u64,
+        ),
+        (
+            "stratus_tsdb_bytes",
+            "Memory the store's chunks, labels and index take, approximately.",
+            st.bytes as u64,
+        ),
+        (
+            "stratus_tsdb_log_bytes",
+            "Bytes in the store's write-ahead log.",
+            app.tsdb.log_bytes(),
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
+        ));
+    }
+    out
+}
+
+/// The control plane's own counters as samples (every 15 s): requests by operation and
+/// status, and the time they took.
+fn self_samples(app: &App, at: DateTime<Utc>) -> Vec<Sample> {
+    let t = at.timestamp_millis();
+    let mut out: Vec<Sample> = app
+        .metrics
+        .snapshot()
+        .into_iter()
+        .filter_map(|(metric, labels, v)| {
+            let pairs = std::iter::once((NAME, metric.to_string())).chain(labels);
+            Labels::new(pairs)
+                .ok()
+                .map(|labels| Sample { labels, t, v })
+        })
+        .collect();
+    if let Ok(st) = app.tsdb.stats() {
+        for (metric, v) in [
+            ("stratus_tsdb_series", st.series as f64),
+            ("stratus_tsdb_samples", st.samples as f64),
+            ("stratus_tsdb_bytes", st.bytes as f64),
+        ] {
+            if let Ok(labels) = Labels::new([(NAME, metric)]) {
+                out.push(Sample { labels, t, v });
+            }
+        }
+    }
+    out
+}
+
 /// Open the store under the configured directory.
 pub fn open(config: &crate::config::Config) -> anyhow::Result<Arc<Tsdb>> {
     let dir = config
@@ -247,6 +311,11 @@ pub fn spawn(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
                 }
             }
             n += 1;
+            if n.is_multiple_of(15) {
+                if let Err(e) = app.tsdb.append(&self_samples(&app, Utc::now())) {
+                    tracing::warn!(error = %e, "cannot record the control plane's metrics");
+                }
+            }
             let db = app.tsdb.clone();
             let minute = n.is_multiple_of(60);
             let keep_ms = app.config.monitoring.retention_days as i64 * 86_400_000;
