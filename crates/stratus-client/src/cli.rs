@@ -159,6 +159,12 @@ pub enum Command {
     /// Resource reports per VDC and pool, now or on a schedule.
     #[command(subcommand)]
     Report(crate::billing_cli::ReportCmd),
+    /// Metrics: PromQL queries and custom metrics pushed for a project.
+    #[command(subcommand)]
+    Metrics(crate::monitor_cli::MetricsCmd),
+    /// The alert center: alerts, rules, maintenance windows and notification channels.
+    #[command(subcommand)]
+    Alert(crate::monitor_cli::AlertCmd),
     /// Hand an instance, volume, elastic IP or bucket to another project; its quota moves
     /// with it (VDC and platform administrators).
     Transfer {
@@ -1199,6 +1205,8 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
         Command::Price(cmd) => crate::billing_cli::price(&c, &out, cmd).await?,
         Command::Bill(cmd) => crate::billing_cli::bill(&c, &out, cmd).await?,
         Command::Budget(cmd) => crate::billing_cli::budget(&c, &out, cmd).await?,
+        Command::Metrics(cmd) => crate::monitor_cli::metrics(&c, &out, cmd).await?,
+        Command::Alert(cmd) => crate::monitor_cli::alert(&c, &out, cmd).await?,
         Command::Subscription(cmd) => crate::billing_cli::subscription(&c, &out, cmd).await?,
         Command::Report(cmd) => crate::billing_cli::report(&c, &out, cmd).await?,
         Command::Vpc(cmd) => crate::net_cli::vpc(&c, &out, cmd).await?,

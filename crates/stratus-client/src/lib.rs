@@ -6,6 +6,7 @@ pub mod catalog_cli;
 pub mod cli;
 pub mod client;
 pub mod compute_cli;
+pub mod monitor_cli;
 pub mod net_cli;
 pub mod output;
 pub mod settings;

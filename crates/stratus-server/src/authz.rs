@@ -44,6 +44,8 @@ pub enum Perm {
     BillingRead,
     /// The price list and the platform's report schedules.
     PriceWrite,
+    /// Platform alert rules, silences and notification channels; acknowledging any alert.
+    AlertWrite,
 }
 
 impl Perm {
@@ -75,6 +77,7 @@ impl Perm {
             Perm::CatalogWrite => "catalog.write",
             Perm::BillingRead => "billing.read",
             Perm::PriceWrite => "price.write",
+            Perm::AlertWrite => "alert.write",
         }
     }
 }
@@ -105,8 +108,14 @@ pub const ROLES: &[RoleDef] = &[
         perms: &[
             OrgRead, OrgWrite, VdcRead, VdcWrite, ProjectRead, ProjectWrite, QuotaRead, QuotaWrite, UserRead, GrantRead,
             SystemRead, ResourceRead, ResourceWrite, Approve, FlavorWrite, HostWrite, ImagePublish, CatalogWrite,
-            BillingRead, PriceWrite,
+            BillingRead, PriceWrite, AlertWrite,
         ],
+    },
+    RoleDef {
+        name: "operator",
+        description: "运维管理员: hosts, monitoring and the alert center of the whole platform; sees every resource, changes none",
+        scopes: PLATFORM,
+        perms: &[OrgRead, VdcRead, ProjectRead, QuotaRead, SystemRead, ResourceRead, HostWrite, AlertWrite],
     },
     RoleDef {
         name: SECURITY_ADMIN,

@@ -131,6 +131,8 @@ pub struct MonitoringConfig {
     pub retention_days: u64,
     /// The store's log is folded into a snapshot once it holds this many MiB.
     pub checkpoint_mb: u64,
+    /// Alert rules are evaluated every this many seconds (1 to 3600).
+    pub rule_interval_secs: u64,
 }
 
 impl Default for MonitoringConfig {
@@ -139,6 +141,7 @@ impl Default for MonitoringConfig {
             dir: None,
             retention_days: 15,
             checkpoint_mb: 64,
+            rule_interval_secs: 15,
         }
     }
 }
@@ -325,6 +328,10 @@ impl Config {
         anyhow::ensure!(
             self.monitoring.checkpoint_mb >= 1,
             "monitoring.checkpoint_mb: must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=3600).contains(&self.monitoring.rule_interval_secs),
+            "monitoring.rule_interval_secs: must be between 1 and 3600"
         );
         let c = &self.compute;
         for (name, v) in [

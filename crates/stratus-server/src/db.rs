@@ -116,6 +116,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0012_usage_daily.sql"),
         postgres: include_str!("../migrations/postgres/0012_usage_daily.sql"),
     },
+    Migration {
+        version: 13,
+        name: "alerts",
+        sqlite: include_str!("../migrations/sqlite/0013_alerts.sql"),
+        postgres: include_str!("../migrations/postgres/0013_alerts.sql"),
+    },
 ];
 
 /// Per-connection SQLite settings; only the writer switches the file to WAL.

@@ -302,6 +302,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     app::recycle::spawn_purger(app.clone());
     app::metering::spawn(app.clone());
     app::monitoring::spawn(app.clone(), tx.subscribe());
+    app::monitoring::notify::spawn(app.clone(), tx.subscribe());
     // Stacks interrupted mid-action: deletes and rollbacks go on, the rest are failed.
     if let Err(e) = app::stacks::resume(&app).await {
         tracing::warn!(error = %e, "cannot resume stacks");

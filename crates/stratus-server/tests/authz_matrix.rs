@@ -249,6 +249,55 @@ async fn fresh_price(admin: &Client) -> String {
     id(&p)
 }
 
+async fn fresh_rule(admin: &Client, fx: &Fixture) -> String {
+    let r: Value = admin
+        .post(
+            "/v1/alert-rules",
+            &json!({"name": uniq("r"), "expr": "stratus_instance_memory_bytes > 1e15",
+                "severity": "minor", "project_id": fx.project}),
+        )
+        .await
+        .unwrap();
+    id(&r)
+}
+
+/// A firing alert of the fixture's project, posted as another system would.
+async fn fresh_alert(admin: &Client, fx: &Fixture) -> String {
+    let a: Value = admin
+        .post(
+            "/v1/alerts",
+            &json!({"name": uniq("a"), "source": "zabbix", "severity": "minor",
+                "project_id": fx.project}),
+        )
+        .await
+        .unwrap();
+    id(&a)
+}
+
+async fn fresh_silence(admin: &Client, fx: &Fixture) -> String {
+    let s: Value = admin
+        .post(
+            "/v1/silences",
+            &json!({"matchers": {"alertname": uniq("a")}, "ends_at": tomorrow(),
+                "project_id": fx.project}),
+        )
+        .await
+        .unwrap();
+    id(&s)
+}
+
+async fn fresh_channel(admin: &Client, fx: &Fixture) -> String {
+    let c: Value = admin
+        .post(
+            "/v1/notify-channels",
+            &json!({"name": uniq("c"), "kind": "webhook", "target": "http://127.0.0.1:9/",
+                "vdc_id": fx.child}),
+        )
+        .await
+        .unwrap();
+    id(&c)
+}
+
 async fn fresh_schedule(admin: &Client, fx: &Fixture) -> String {
     let s: Value = admin
         .post(
@@ -975,6 +1024,102 @@ async fn request_for(
             M::GET,
             "/v1/metrics/query_range?query=up&step=60".into(),
             None,
+        ),
+        "alert_rule_templates" => (M::GET, "/v1/alert-rule-templates".into(), None),
+        "alert_rule_list" => (M::GET, "/v1/alert-rules".into(), None),
+        "alert_rule_create" => (
+            M::POST,
+            "/v1/alert-rules".into(),
+            Some(
+                json!({"name": uniq("r"), "expr": "stratus_instance_memory_bytes > 1e15",
+                "severity": "minor", "project_id": fx.project}),
+            ),
+        ),
+        "alert_rule_view" => (
+            M::GET,
+            format!("/v1/alert-rules/{}", fresh_rule(admin, fx).await),
+            None,
+        ),
+        "alert_rule_update" => (
+            M::PATCH,
+            format!("/v1/alert-rules/{}", fresh_rule(admin, fx).await),
+            Some(json!({"severity": "major"})),
+        ),
+        "alert_rule_delete" => (
+            M::DELETE,
+            format!("/v1/alert-rules/{}", fresh_rule(admin, fx).await),
+            None,
+        ),
+        "alert_list" => (M::GET, "/v1/alerts".into(), None),
+        "alert_post" => (
+            M::POST,
+            "/v1/alerts".into(),
+            Some(
+                json!({"name": uniq("a"), "source": "zabbix", "severity": "minor",
+                "project_id": fx.project}),
+            ),
+        ),
+        "alert_groups" => (M::GET, "/v1/alert-groups?by=severity".into(), None),
+        "alert_view" => (
+            M::GET,
+            format!("/v1/alerts/{}", fresh_alert(admin, fx).await),
+            None,
+        ),
+        "alert_ack" => (
+            M::POST,
+            format!("/v1/alerts/{}/ack", fresh_alert(admin, fx).await),
+            Some(json!({"comment": "mine"})),
+        ),
+        "alert_notifications" => (
+            M::GET,
+            format!("/v1/alerts/{}/notifications", fresh_alert(admin, fx).await),
+            None,
+        ),
+        "silence_list" => (M::GET, "/v1/silences".into(), None),
+        "silence_create" => (
+            M::POST,
+            "/v1/silences".into(),
+            Some(
+                json!({"matchers": {"alertname": "x"}, "ends_at": tomorrow(),
+                "project_id": fx.project}),
+            ),
+        ),
+        "silence_end" => (
+            M::DELETE,
+            format!("/v1/silences/{}", fresh_silence(admin, fx).await),
+            None,
+        ),
+        "channel_list" => (M::GET, "/v1/notify-channels".into(), None),
+        "channel_create" => (
+            M::POST,
+            "/v1/notify-channels".into(),
+            Some(
+                json!({"name": uniq("c"), "kind": "webhook", "target": "http://127.0.0.1:9/",
+                "vdc_id": fx.child}),
+            ),
+        ),
+        "channel_view" => (
+            M::GET,
+            format!("/v1/notify-channels/{}", fresh_channel(admin, fx).await),
+            None,
+        ),
+        "channel_delete" => (
+            M::DELETE,
+            format!("/v1/notify-channels/{}", fresh_channel(admin, fx).await),
+            None,
+        ),
+        "channel_deliveries" => (
+            M::GET,
+            format!(
+                "/v1/notify-channels/{}/deliveries",
+                fresh_channel(admin, fx).await
+            ),
+            None,
+        ),
+        "metrics_push" => (
+            M::POST,
+            "/v1/metrics/push".into(),
+            Some(json!({"project_id": fx.project, "samples": [{"name": "m", "value": 1}]})),
         ),
         "subscription_list" => (
             M::GET,

@@ -190,3 +190,104 @@ async fn the_metrics_endpoint_passes_promtool_and_feeds_the_store() {
     })
     .await;
 }
+
+/// A program pushes business metrics for its project; its department queries them, no
+/// other department sees or writes them, and bad pushes say which sample and why.
+#[tokio::test]
+async fn custom_metrics_are_pushed_for_a_project_and_scoped_to_it() {
+    let ts = TestServer::start().await;
+    let admin = ts.admin().await;
+    let sec = ts.secadmin().await;
+    let a = tree(&admin, "A").await;
+    let b = tree(&admin, "B").await;
+    let (_, member) = user_with_role(
+        &ts,
+        &sec,
+        "push-a",
+        Some(&a.child),
+        Some(("member", "project", &a.project)),
+    )
+    .await;
+    let (_, viewer) = user_with_role(
+        &ts,
+        &sec,
+        "push-v",
+        Some(&a.child),
+        Some(("viewer", "project", &a.project)),
+    )
+    .await;
+    let (_, outsider) = user_with_role(
+        &ts,
+        &sec,
+        "push-b",
+        Some(&b.child),
+        Some(("member", "project", &b.project)),
+    )
+    .await;
+    let body = json!({"project_id": a.project, "samples": [
+        {"name": "orders_total", "labels": {"shop": "gz"}, "value": 42},
+        {"name": "orders_total", "labels": {"shop": "sz"}, "value": 8}]});
+    let r = post(&member, "/v1/metrics/push", body.clone()).await;
+    assert_eq!(r["samples"], 2, "{r}");
+    assert_eq!(r["new_series"], 2);
+    let v = query(&member, "sum(orders_total)").await;
+    assert_eq!(v["result"][0]["value"][1], "50", "{v}");
+    let v = query(&member, "orders_total{shop=\"gz\"}").await;
+    assert_eq!(v["result"][0]["metric"]["project_id"], a.project.as_str());
+    // Viewers read but may not push; another department neither sees nor pushes.
+    assert_eq!(
+        query(&viewer, "sum(orders_total)").await["result"][0]["value"][1],
+        "50"
+    );
+    let (code, _) = fails(viewer.post("/v1/metrics/push", &body).await).await;
+    assert_eq!(code, 403);
+    let (code, _) = fails(outsider.post("/v1/metrics/push", &body).await).await;
+    assert_eq!(code, 404);
+    assert_eq!(query(&outsider, "orders_total").await["result"], json!([]));
+    let now = chrono::Utc::now().timestamp_millis();
+    for (sample, want) in [
+        (
+            json!({"name": "stratus_fake", "value": 1}),
+            "samples[0].name: stratus_ names",
+        ),
+        (
+            json!({"name": "9bad", "value": 1}),
+            "samples[0].name: must match",
+        ),
+        (
+            json!({"name": "x", "labels": {"project_id": "p"}, "value": 1}),
+            "samples[0].labels: project_id is set by the platform",
+        ),
+        (
+            json!({"name": "x", "labels": {"a-b": "1"}, "value": 1}),
+            "samples[0].labels:",
+        ),
+        (
+            json!({"name": "x", "value": 1, "timestamp_ms": now - 86_400_000}),
+            "samples[0].timestamp_ms",
+        ),
+    ] {
+        let (code, msg) = fails(
+            member
+                .post(
+                    "/v1/metrics/push",
+                    &json!({"project_id": a.project, "samples": [sample]}),
+                )
+                .await,
+        )
+        .await;
+        assert_eq!(code, 400, "{msg}");
+        assert!(msg.contains(want), "{want}: {msg}");
+    }
+    let (code, msg) = fails(
+        member
+            .post(
+                "/v1/metrics/push",
+                &json!({"project_id": a.project, "samples": []}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(msg.contains("samples:"), "{msg}");
+}

@@ -74,6 +74,7 @@ use extract::Authenticated;
         (name = "stacks", description = "Orchestration: templates and the stacks of resources made from them"),
         (name = "billing", description = "Metering (usage records), prices, cost estimates, bills and budgets"),
         (name = "monitoring", description = "Metrics of hosts, guests and the control plane, queried in PromQL"),
+        (name = "alerts", description = "Alert rules, the alert center, maintenance windows and notification channels"),
         (name = "agent", description = "The host agents' protocol (host credentials, not user tokens)"),
         (name = "system", description = "Health, metrics and consistency checks")
     )
@@ -329,6 +330,36 @@ fn api_router() -> OpenApiRouter<AppRef> {
         .routes(routes!(billing::subscription_renew))
         .routes(routes!(monitoring::metrics_query_range))
         .routes(routes!(monitoring::metrics_query))
+        .routes(routes!(monitoring::metrics_push))
+        .routes(routes!(monitoring::alert_rule_templates))
+        .routes(routes!(
+            monitoring::alert_rule_list,
+            monitoring::alert_rule_create
+        ))
+        .routes(routes!(
+            monitoring::alert_rule_view,
+            monitoring::alert_rule_update,
+            monitoring::alert_rule_delete
+        ))
+        .routes(routes!(monitoring::alert_list, monitoring::alert_post))
+        .routes(routes!(monitoring::alert_groups))
+        .routes(routes!(monitoring::alert_view))
+        .routes(routes!(monitoring::alert_ack))
+        .routes(routes!(monitoring::alert_notifications))
+        .routes(routes!(
+            monitoring::silence_list,
+            monitoring::silence_create
+        ))
+        .routes(routes!(monitoring::silence_end))
+        .routes(routes!(
+            monitoring::channel_list,
+            monitoring::channel_create
+        ))
+        .routes(routes!(
+            monitoring::channel_view,
+            monitoring::channel_delete
+        ))
+        .routes(routes!(monitoring::channel_deliveries))
         .routes(routes!(admin::resource_transfer))
         .routes(routes!(admin::recycle_list))
         .routes(routes!(admin::recycle_restore))

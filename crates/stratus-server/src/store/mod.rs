@@ -3,6 +3,7 @@
 //! inside transactions.
 
 mod access_keys;
+pub mod alerts;
 mod audit;
 mod catalog;
 mod flavors;

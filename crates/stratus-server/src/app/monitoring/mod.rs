@@ -20,6 +20,9 @@ use stratus_api::GuestCounters;
 use stratus_tsdb::{Labels, MatchOp, Matcher, Sample, Tsdb, NAME};
 use uuid::Uuid;
 
+pub mod alerts;
+pub mod notify;
+
 use super::App;
 use crate::authz::{Perm, Principal};
 use crate::error::{Error, Result};
@@ -354,7 +357,12 @@ pub fn parse_time(field: &str, s: &str) -> Result<i64> {
 
 /// A step: seconds, or a duration such as `30s`, `5m`, `1h`.
 pub fn parse_step(s: &str) -> Result<i64> {
-    let bad = || Error::invalid("step", "is not a duration (e.g. 15, 30s, 5m, 1h)");
+    parse_duration("step", s)
+}
+
+/// A positive duration in milliseconds: seconds, or `30s`, `5m`, `1h`, `1d`.
+pub fn parse_duration(field: &str, s: &str) -> Result<i64> {
+    let bad = || Error::invalid(field, "is not a duration (e.g. 15, 30s, 5m, 1h)");
     if let Ok(secs) = s.parse::<f64>() {
         if secs.is_finite() && secs > 0.0 {
             return Ok((secs * 1000.0) as i64);
@@ -374,7 +382,107 @@ pub fn parse_step(s: &str) -> Result<i64> {
     if n <= 0 {
         return Err(bad());
     }
-    Ok(n * ms)
+    n.checked_mul(ms).ok_or_else(bad)
+}
+
+/// Labels a program may not set on its own series (the platform sets them).
+const RESERVED: &[&str] = &["project_id", "vdc_id", "host_id", "instance_id"];
+
+fn metric_name_ok(n: &str) -> bool {
+    let mut c = n.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_' || ch == ':')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == ':')
+}
+
+/// Custom metrics for a project: `resource.write` on it; every series is labelled with
+/// the project (and its VDC), so its owners — and only they — query it.
+pub async fn push(
+    app: &App,
+    p: &Principal,
+    b: stratus_api::MetricsPush,
+) -> Result<stratus_api::MetricsPushed> {
+    let (project, chain) = app.project_visible(p, b.project_id).await?;
+    super::require_seen(
+        p,
+        Perm::ResourceWrite,
+        &crate::authz::Target::Project {
+            id: project.id,
+            chain: &chain,
+        },
+        "project",
+        project.id,
+    )?;
+    if b.samples.is_empty() || b.samples.len() > 10_000 {
+        return Err(Error::invalid("samples", "give 1 to 10,000 samples"));
+    }
+    let now = Utc::now().timestamp_millis();
+    let (pid, vdc) = (project.id.to_string(), project.vdc_id.to_string());
+    let mut samples = Vec::with_capacity(b.samples.len());
+    for (i, s) in b.samples.iter().enumerate() {
+        let field = |f: &str| format!("samples[{i}].{f}");
+        if !metric_name_ok(&s.name) {
+            return Err(Error::invalid(
+                &field("name"),
+                "must match [a-zA-Z_:][a-zA-Z0-9_:]*",
+            ));
+        }
+        if s.name.starts_with("stratus_") {
+            return Err(Error::invalid(
+                &field("name"),
+                "stratus_ names are the platform's own metrics",
+            ));
+        }
+        if s.labels.len() > 32 {
+            return Err(Error::invalid(&field("labels"), "at most 32 labels"));
+        }
+        for (k, v) in &s.labels {
+            if k == NAME || RESERVED.contains(&k.as_str()) || k.starts_with("__") {
+                return Err(Error::invalid(
+                    &field("labels"),
+                    &format!("{k} is set by the platform"),
+                ));
+            }
+            if v.len() > 1024 {
+                return Err(Error::invalid(
+                    &field("labels"),
+                    &format!("{k} is longer than 1024 bytes"),
+                ));
+            }
+        }
+        let t = s.timestamp_ms.unwrap_or(now);
+        if (t - now).abs() > 3_600_000 {
+            return Err(Error::invalid(
+                &field("timestamp_ms"),
+                "must be within an hour of now",
+            ));
+        }
+        let pairs = s
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain([
+                (NAME, s.name.as_str()),
+                ("project_id", pid.as_str()),
+                ("vdc_id", vdc.as_str()),
+            ]);
+        let labels =
+            Labels::new(pairs).map_err(|e| Error::invalid(&field("labels"), &e.to_string()))?;
+        samples.push(Sample {
+            labels,
+            t,
+            v: s.value,
+        });
+    }
+    let db = app.tsdb.clone();
+    let done = tokio::task::spawn_blocking(move || db.append(&samples))
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?
+        .map_err(store_error)?;
+    Ok(stratus_api::MetricsPushed {
+        samples: done.samples,
+        out_of_order: done.out_of_order,
+        new_series: done.new_series,
+    })
 }
 
 /// A range query for `p`.
