@@ -241,6 +241,8 @@ pub struct Alert {
     pub acknowledged_by: Option<String>,
     pub acknowledged_at: Option<chrono::DateTime<chrono::Utc>>,
     pub ack_comment: String,
+    /// The ticket made from it.
+    pub ticket_id: Option<uuid::Uuid>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
@@ -411,4 +413,139 @@ pub struct Notification {
 pub struct AlertNotice {
     pub event: AlertState,
     pub alert: Alert,
+}
+
+// ---------------------------------------------------------------- tickets
+
+/// Where a ticket is: open → claimed → in progress → resolved → closed (a resolved ticket
+/// may go back into progress; an open or claimed one may be closed as not needed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketState {
+    Open,
+    Claimed,
+    InProgress,
+    Resolved,
+    Closed,
+}
+
+impl TicketState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketState::Open => "open",
+            TicketState::Claimed => "claimed",
+            TicketState::InProgress => "in_progress",
+            TicketState::Resolved => "resolved",
+            TicketState::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TicketState> {
+        [
+            TicketState::Open,
+            TicketState::Claimed,
+            TicketState::InProgress,
+            TicketState::Resolved,
+            TicketState::Closed,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+/// A ticket (工单): a piece of operations work, often made from an alert.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Ticket {
+    pub id: uuid::Uuid,
+    pub title: String,
+    pub description: String,
+    pub state: TicketState,
+    pub priority: Severity,
+    /// The account working it.
+    pub assignee: Option<String>,
+    pub alert_id: Option<uuid::Uuid>,
+    pub project_id: Option<uuid::Uuid>,
+    pub vdc_id: Option<uuid::Uuid>,
+    pub created_by: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    pub resolved_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub closed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Its history, oldest first (on `GET /v1/tickets/{id}`; empty in lists).
+    #[serde(default)]
+    pub events: Vec<TicketEvent>,
+}
+
+/// A comment, or a change of state or assignee.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TicketEvent {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub author: String,
+    /// `comment`, `state` or `assignee`.
+    pub kind: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TicketCreate {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// Default `major`.
+    #[serde(default)]
+    pub priority: Option<Severity>,
+    /// A tenant's ticket; absent: a platform ticket (`alert.write`).
+    #[serde(default)]
+    pub project_id: Option<uuid::Uuid>,
+    #[serde(default)]
+    pub assignee: Option<String>,
+}
+
+/// Make a ticket from an alert: its title, priority and project come from the alert.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertTicket {
+    #[serde(default)]
+    pub assignee: Option<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TicketTransition {
+    pub state: TicketState,
+    #[serde(default)]
+    pub comment: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TicketUpdate {
+    /// An account name; empty to unassign.
+    #[serde(default)]
+    pub assignee: Option<String>,
+    #[serde(default)]
+    pub priority: Option<Severity>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TicketComment {
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TicketFilter {
+    #[serde(default)]
+    pub state: Option<TicketState>,
+    #[serde(default)]
+    pub assignee: Option<String>,
+    #[serde(default)]
+    pub project_id: Option<uuid::Uuid>,
+    /// Tickets not closed.
+    #[serde(default)]
+    pub open: Option<bool>,
 }

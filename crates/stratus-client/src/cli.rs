@@ -165,6 +165,9 @@ pub enum Command {
     /// The alert center: alerts, rules, maintenance windows and notification channels.
     #[command(subcommand)]
     Alert(crate::monitor_cli::AlertCmd),
+    /// Tickets (工单): operations work, worked to closure.
+    #[command(subcommand)]
+    Ticket(crate::monitor_cli::TicketCmd),
     /// Hand an instance, volume, elastic IP or bucket to another project; its quota moves
     /// with it (VDC and platform administrators).
     Transfer {
@@ -1207,6 +1210,7 @@ pub async fn run(global: GlobalArgs, cmd: Command) -> anyhow::Result<()> {
         Command::Budget(cmd) => crate::billing_cli::budget(&c, &out, cmd).await?,
         Command::Metrics(cmd) => crate::monitor_cli::metrics(&c, &out, cmd).await?,
         Command::Alert(cmd) => crate::monitor_cli::alert(&c, &out, cmd).await?,
+        Command::Ticket(cmd) => crate::monitor_cli::ticket(&c, &out, cmd).await?,
         Command::Subscription(cmd) => crate::billing_cli::subscription(&c, &out, cmd).await?,
         Command::Report(cmd) => crate::billing_cli::report(&c, &out, cmd).await?,
         Command::Vpc(cmd) => crate::net_cli::vpc(&c, &out, cmd).await?,

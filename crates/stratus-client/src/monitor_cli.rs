@@ -1,5 +1,5 @@
-//! `stratus metrics|alert …`: PromQL queries, pushed metrics, alert rules, the alert
-//! center, maintenance windows and notification channels.
+//! `stratus metrics|alert|ticket …`: PromQL queries, pushed metrics, alert rules, the
+//! alert center, maintenance windows, notification channels and tickets.
 
 use clap::Subcommand;
 use serde_json::{json, Map, Value};
@@ -30,6 +30,15 @@ const ALERT: &[&str] = &[
     "acknowledged_by",
     "suppressed",
     "summary",
+];
+const TICKET: &[&str] = &[
+    "id",
+    "state",
+    "priority",
+    "assignee",
+    "title",
+    "alert_id",
+    "updated_at",
 ];
 const GROUP: &[&str] = &["key", "firing", "unacknowledged"];
 const SILENCE: &[&str] = &[
@@ -129,6 +138,14 @@ pub enum AlertCmd {
     /// What was sent about an alert.
     Notifications {
         id: Uuid,
+    },
+    /// Make a ticket of an alert.
+    Ticket {
+        id: Uuid,
+        #[arg(long)]
+        assignee: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
     },
     /// Alert rules.
     #[command(subcommand)]
@@ -232,6 +249,109 @@ pub enum ChannelCmd {
     Deliveries {
         id: Uuid,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TicketCmd {
+    /// Tickets you can see, newest first.
+    List {
+        /// open, claimed, in_progress, resolved or closed.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        assignee: Option<String>,
+        #[arg(long)]
+        project: Option<Uuid>,
+        /// Only tickets not closed.
+        #[arg(long)]
+        open: bool,
+    },
+    /// A ticket with its history.
+    Show {
+        id: Uuid,
+    },
+    Create {
+        title: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// critical, major (default), minor or info.
+        #[arg(long)]
+        priority: Option<String>,
+        /// A tenant's ticket; default a platform ticket.
+        #[arg(long)]
+        project: Option<Uuid>,
+        #[arg(long)]
+        assignee: Option<String>,
+    },
+    /// Move a ticket: claimed, in_progress, resolved, closed (or open, in_progress again).
+    Move {
+        id: Uuid,
+        state: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Assign a ticket to an account (empty: nobody).
+    Assign {
+        id: Uuid,
+        assignee: String,
+    },
+    Comment {
+        id: Uuid,
+        body: String,
+    },
+}
+
+pub(crate) async fn ticket(c: &Client, out: &Out, cmd: TicketCmd) -> anyhow::Result<()> {
+    let v: Value = match cmd {
+        TicketCmd::List {
+            state,
+            assignee,
+            project,
+            open,
+        } => {
+            let mut q = Vec::new();
+            add(&mut q, "state", state);
+            add(&mut q, "assignee", assignee);
+            add(&mut q, "project_id", project.map(|v| v.to_string()));
+            add(&mut q, "open", open.then(|| "true".to_string()));
+            c.get("/v1/tickets", &q).await?
+        }
+        TicketCmd::Show { id } => c.get(&format!("/v1/tickets/{id}"), &[]).await?,
+        TicketCmd::Create {
+            title,
+            description,
+            priority,
+            project,
+            assignee,
+        } => {
+            c.post(
+                "/v1/tickets",
+                &json!({"title": title, "description": description, "priority": priority,
+                    "project_id": project, "assignee": assignee}),
+            )
+            .await?
+        }
+        TicketCmd::Move { id, state, comment } => {
+            c.post(
+                &format!("/v1/tickets/{id}/transition"),
+                &json!({"state": state, "comment": comment}),
+            )
+            .await?
+        }
+        TicketCmd::Assign { id, assignee } => {
+            c.patch(&format!("/v1/tickets/{id}"), &json!({"assignee": assignee}))
+                .await?
+        }
+        TicketCmd::Comment { id, body } => {
+            c.post(
+                &format!("/v1/tickets/{id}/comments"),
+                &json!({"body": body}),
+            )
+            .await?
+        }
+    };
+    out.value(&v, TICKET);
+    Ok(())
 }
 
 fn pairs(items: &[String], what: &str) -> anyhow::Result<Map<String, Value>> {
@@ -368,6 +488,19 @@ pub(crate) async fn alert(c: &Client, out: &Out, cmd: AlertCmd) -> anyhow::Resul
                 .get(&format!("/v1/alerts/{id}/notifications"), &[])
                 .await?;
             out.value(&v, DELIVERY);
+        }
+        AlertCmd::Ticket {
+            id,
+            assignee,
+            description,
+        } => {
+            let v: Value = c
+                .post(
+                    &format!("/v1/alerts/{id}/ticket"),
+                    &json!({"assignee": assignee, "description": description}),
+                )
+                .await?;
+            out.value(&v, TICKET);
         }
         AlertCmd::Rule(cmd) => rule(c, out, cmd).await?,
         AlertCmd::Silence(cmd) => silence(c, out, cmd).await?,

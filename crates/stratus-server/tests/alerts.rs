@@ -1,8 +1,9 @@
 //! Alerting through the API: rules over pushed and guest metrics fire after their `for`,
 //! tell a webhook (retrying a failing one) and resolve; repeated firings converge into one
 //! alert; channels are rate-limited; maintenance windows silence; a host going down raises
-//! its own alert and inhibits those of its guests; tenants see only their own alerts;
-//! acknowledgements survive a restart; bad rules are refused with the reason.
+//! its own alert and inhibits those of its guests; an alert becomes a ticket worked to
+//! closure; tenants see only their own alerts and tickets; acknowledgements and tickets
+//! survive a restart; bad rules are refused with the reason.
 
 mod common;
 
@@ -235,6 +236,93 @@ async fn a_rule_fires_tells_a_webhook_resolves_and_is_scoped_to_its_tenant() {
     )
     .await;
     assert_eq!(acked["acknowledged_by"], "alert-a");
+
+    // The alert becomes a ticket, worked by the platform's operator to closure.
+    let ticket = post(
+        &member,
+        &format!("/v1/alerts/{alert_id}/ticket"),
+        json!({"description": "orders are piling up"}),
+    )
+    .await;
+    let tid = id(&ticket);
+    assert_eq!(ticket["state"], "open");
+    assert_eq!(ticket["priority"], "major");
+    assert_eq!(ticket["title"], "[QueueBacklog] orders backlog 100.0000");
+    assert_eq!(ticket["project_id"], a.project.as_str());
+    let (code, msg) = fails(
+        member
+            .post::<Value>(&format!("/v1/alerts/{alert_id}/ticket"), &json!({}))
+            .await,
+    )
+    .await;
+    assert_eq!(code, 409, "{msg}");
+    assert_eq!(
+        status(
+            outsider
+                .get::<Value>(&format!("/v1/tickets/{tid}"), &[])
+                .await
+        ),
+        404
+    );
+    let move_to = |state: &'static str, comment: &'static str| {
+        let (admin, tid) = (&admin, &tid);
+        async move {
+            admin
+                .post::<Value>(
+                    &format!("/v1/tickets/{tid}/transition"),
+                    &json!({"state": state, "comment": comment}),
+                )
+                .await
+        }
+    };
+    let claimed = move_to("claimed", "").await.unwrap();
+    assert_eq!(claimed["assignee"], "admin");
+    move_to("in_progress", "scaling the consumers")
+        .await
+        .unwrap();
+    let (code, msg) = fails(move_to("closed", "").await).await;
+    assert_eq!(code, 409, "{msg}");
+    assert!(msg.contains("in_progress cannot become closed"), "{msg}");
+    move_to("resolved", "consumers doubled").await.unwrap();
+    post(
+        &member,
+        &format!("/v1/tickets/{tid}/comments"),
+        json!({"body": "confirmed, thanks"}),
+    )
+    .await;
+    let closed = move_to("closed", "").await.unwrap();
+    assert_eq!(closed["state"], "closed");
+    let history: Vec<(String, String)> = closed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().into(),
+                e["body"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("state", "open"),
+        ("state", "claimed"),
+        ("assignee", "admin"),
+        ("state", "in_progress"),
+        ("comment", "scaling the consumers"),
+        ("state", "resolved"),
+        ("comment", "consumers doubled"),
+        ("comment", "confirmed, thanks"),
+        ("state", "closed"),
+    ]
+    .iter()
+    .map(|(k, b)| (k.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(history, want);
+    let linked: Value = member
+        .get(&format!("/v1/alerts/{alert_id}"), &[])
+        .await
+        .unwrap();
+    assert_eq!(linked["ticket_id"], tid.as_str());
     push(&member, &a.project, "queue_depth", 3.0).await;
     ops.wait_for("resolved", "QueueBacklog").await;
     let done: Value = member
@@ -254,6 +342,12 @@ async fn a_rule_fires_tells_a_webhook_resolves_and_is_scoped_to_its_tenant() {
     assert_eq!(after["state"], "resolved");
     assert_eq!(after["acknowledged_by"], "alert-a");
     assert_eq!(after["ack_comment"], "looking");
+    let t: Value = member
+        .get(&format!("/v1/tickets/{tid}"), &[])
+        .await
+        .unwrap();
+    assert_eq!(t["state"], "closed");
+    assert_eq!(t["events"].as_array().map(Vec::len), Some(9));
     ts.stop().await;
 }
 
@@ -455,4 +549,9 @@ async fn a_host_going_down_alerts_and_inhibits_its_guests_alerts_until_it_is_bac
         .unwrap();
     assert_eq!(guest["suppressed"], Value::Null);
     ts.stop().await;
+}
+
+/// A day from now, RFC 3339 (the end of a window that is open now).
+fn tomorrow() -> String {
+    (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339()
 }

@@ -274,6 +274,17 @@ async fn fresh_alert(admin: &Client, fx: &Fixture) -> String {
     id(&a)
 }
 
+async fn fresh_ticket(admin: &Client, fx: &Fixture) -> String {
+    let t: Value = admin
+        .post(
+            "/v1/tickets",
+            &json!({"title": uniq("t"), "project_id": fx.project}),
+        )
+        .await
+        .unwrap();
+    id(&t)
+}
+
 async fn fresh_silence(admin: &Client, fx: &Fixture) -> String {
     let s: Value = admin
         .post(
@@ -1075,6 +1086,37 @@ async fn request_for(
             format!("/v1/alerts/{}/notifications", fresh_alert(admin, fx).await),
             None,
         ),
+        "alert_ticket" => (
+            M::POST,
+            format!("/v1/alerts/{}/ticket", fresh_alert(admin, fx).await),
+            Some(json!({})),
+        ),
+        "ticket_list" => (M::GET, "/v1/tickets".into(), None),
+        "ticket_create" => (
+            M::POST,
+            "/v1/tickets".into(),
+            Some(json!({"title": uniq("t"), "project_id": fx.project})),
+        ),
+        "ticket_view" => (
+            M::GET,
+            format!("/v1/tickets/{}", fresh_ticket(admin, fx).await),
+            None,
+        ),
+        "ticket_update" => (
+            M::PATCH,
+            format!("/v1/tickets/{}", fresh_ticket(admin, fx).await),
+            Some(json!({"priority": "minor"})),
+        ),
+        "ticket_transition" => (
+            M::POST,
+            format!("/v1/tickets/{}/transition", fresh_ticket(admin, fx).await),
+            Some(json!({"state": "claimed"})),
+        ),
+        "ticket_comment" => (
+            M::POST,
+            format!("/v1/tickets/{}/comments", fresh_ticket(admin, fx).await),
+            Some(json!({"body": "seen"})),
+        ),
         "silence_list" => (M::GET, "/v1/silences".into(), None),
         "silence_create" => (
             M::POST,
@@ -1583,4 +1625,9 @@ async fn authorization_matrix_matches_the_golden_file() {
     let golden = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(golden == table, "authorization matrix changed; review and rerun with UPDATE_GOLDEN=1.\n--- golden\n{golden}\n--- now\n{table}");
     ts.stop().await;
+}
+
+/// A day from now, RFC 3339 (the end of a window that is open now).
+fn tomorrow() -> String {
+    (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339()
 }

@@ -1025,5 +1025,78 @@ async fn cli_requests_approves_provisions_and_orchestrates() {
         ],
     );
     assert_eq!(s["period"], "weekly", "{s}");
+
+    // A custom metric, an alert rule over it, and a ticket, through the CLI.
+    let pushed = json_ok(
+        &dept_cfg,
+        &[
+            "metrics",
+            "push",
+            "--project",
+            &project,
+            "jobs_waiting",
+            "7",
+            "--label",
+            "queue=print",
+        ],
+    );
+    assert_eq!(pushed["samples"], 1, "{pushed}");
+    let q = json_ok(&dept_cfg, &["metrics", "query", "jobs_waiting"]);
+    assert_eq!(q["result"][0]["value"][1], "7", "{q}");
+    assert_eq!(q["result"][0]["metric"]["queue"], "print", "{q}");
+    let (ok, out, _) = as_(&dept_cfg, &["metrics", "query", "jobs_waiting"], None);
+    assert!(ok && out.contains("queue=print"), "{out}");
+    let (ok, out, err) = as_(
+        &dept_cfg,
+        &[
+            "alert",
+            "rule",
+            "create",
+            "Jobs",
+            "nosuch > 1",
+            "--project",
+            &project,
+        ],
+        None,
+    );
+    assert!(!ok && err.contains("unknown metric nosuch"), "{out}{err}");
+    let rule = json_ok(
+        &dept_cfg,
+        &[
+            "alert",
+            "rule",
+            "create",
+            "JobsWaiting",
+            "jobs_waiting > 5",
+            "--project",
+            &project,
+            "--severity",
+            "minor",
+            "--for",
+            "1m",
+        ],
+    );
+    assert_eq!(rule["for_secs"], 60, "{rule}");
+    let (ok, out, _) = as_(&dept_cfg, &["alert", "rule", "list"], None);
+    assert!(ok && out.contains("JobsWaiting"), "{out}");
+    let t = json_ok(
+        &dept_cfg,
+        &[
+            "ticket",
+            "create",
+            "printer queue stuck",
+            "--project",
+            &project,
+        ],
+    );
+    let tid = t["id"].as_str().unwrap().to_string();
+    let t = json_ok(
+        &dept_cfg,
+        &["ticket", "move", &tid, "in_progress", "--comment", "on it"],
+    );
+    assert_eq!(t["state"], "in_progress", "{t}");
+    assert_eq!(t["assignee"], "dept", "{t}");
+    let (ok, out, err) = as_(&dept_cfg, &["ticket", "move", &tid, "closed"], None);
+    assert!(!ok && err.contains("cannot become closed"), "{out}{err}");
     server.kill().unwrap();
 }

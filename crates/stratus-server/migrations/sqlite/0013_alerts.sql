@@ -47,7 +47,9 @@ CREATE TABLE alerts (
     resolved_at TEXT,
     acknowledged_by TEXT,
     acknowledged_at TEXT,
-    ack_comment TEXT NOT NULL
+    ack_comment TEXT NOT NULL,
+    -- The ticket made from it, if any.
+    ticket_id TEXT
 );
 CREATE INDEX alerts_open ON alerts (state, fingerprint);
 CREATE INDEX alerts_started ON alerts (started_at);
@@ -96,3 +98,36 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_due ON notifications (status, next_at);
 CREATE INDEX notifications_alert ON notifications (alert_id);
 CREATE INDEX notifications_channel ON notifications (channel_id, sent_at);
+
+-- Tickets (工单): work orders, often made from an alert, worked to closure.
+CREATE TABLE tickets (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    description TEXT NOT NULL,
+    -- open, claimed, in_progress, resolved, closed.
+    state TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    assignee TEXT,
+    alert_id TEXT,
+    project_id TEXT,
+    vdc_id TEXT,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    resolved_at TEXT,
+    closed_at TEXT
+);
+CREATE INDEX tickets_state ON tickets (state, created_at);
+CREATE INDEX tickets_alert ON tickets (alert_id);
+
+-- A ticket's history: comments, and every change of state or assignee.
+CREATE TABLE ticket_events (
+    id TEXT PRIMARY KEY,
+    ticket_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    author TEXT NOT NULL,
+    -- comment, state, assignee.
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX ticket_events_ticket ON ticket_events (ticket_id, at);

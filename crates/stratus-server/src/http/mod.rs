@@ -74,7 +74,7 @@ use extract::Authenticated;
         (name = "stacks", description = "Orchestration: templates and the stacks of resources made from them"),
         (name = "billing", description = "Metering (usage records), prices, cost estimates, bills and budgets"),
         (name = "monitoring", description = "Metrics of hosts, guests and the control plane, queried in PromQL"),
-        (name = "alerts", description = "Alert rules, the alert center, maintenance windows and notification channels"),
+        (name = "alerts", description = "Alert rules, the alert center, tickets, maintenance windows and notification channels"),
         (name = "agent", description = "The host agents' protocol (host credentials, not user tokens)"),
         (name = "system", description = "Health, metrics and consistency checks")
     )
@@ -346,6 +346,11 @@ fn api_router() -> OpenApiRouter<AppRef> {
         .routes(routes!(monitoring::alert_view))
         .routes(routes!(monitoring::alert_ack))
         .routes(routes!(monitoring::alert_notifications))
+        .routes(routes!(monitoring::alert_ticket))
+        .routes(routes!(monitoring::ticket_list, monitoring::ticket_create))
+        .routes(routes!(monitoring::ticket_view, monitoring::ticket_update))
+        .routes(routes!(monitoring::ticket_transition))
+        .routes(routes!(monitoring::ticket_comment))
         .routes(routes!(
             monitoring::silence_list,
             monitoring::silence_create

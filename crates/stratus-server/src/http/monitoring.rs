@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::extract::{Ctx, Json, Path, Query};
 use super::{created, Created, Ok};
-use crate::app::monitoring::{self, alerts, notify};
+use crate::app::monitoring::{self, alerts, notify, tickets};
 use crate::app::AppRef;
 
 /// Prometheus's rendering of a sample value.
@@ -329,4 +329,88 @@ pub async fn channel_deliveries(
     Ok(axum::Json(
         notify::channel_deliveries(&app, &ctx.p, id).await?,
     ))
+}
+
+// ---------------------------------------------------------------- tickets
+
+/// Tickets of what the caller can see, newest first.
+#[utoipa::path(get, path = "/v1/tickets", operation_id = "ticket_list", tag = "alerts",
+    params(ListParams, TicketFilter),
+    responses((status = 200, body = Page<Ticket>), (status = "default", body = ErrorBody)))]
+pub async fn ticket_list(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Query(q): Query<ListParams>,
+    Query(f): Query<TicketFilter>,
+) -> Ok<Page<Ticket>> {
+    Ok(axum::Json(tickets::list(&app, &ctx.p, q, f).await?))
+}
+
+#[utoipa::path(post, path = "/v1/tickets", operation_id = "ticket_create", tag = "alerts",
+    request_body = TicketCreate,
+    responses((status = 201, body = Ticket), (status = "default", body = ErrorBody)))]
+pub async fn ticket_create(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Json(b): Json<TicketCreate>,
+) -> Created<Ticket> {
+    created(tickets::create(&app, &ctx.p, b).await?)
+}
+
+/// Make a ticket of an alert (one per alert).
+#[utoipa::path(post, path = "/v1/alerts/{id}/ticket", operation_id = "alert_ticket", tag = "alerts",
+    params(("id" = Uuid, Path)), request_body = AlertTicket,
+    responses((status = 201, body = Ticket), (status = "default", body = ErrorBody)))]
+pub async fn alert_ticket(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Path(id): Path<Uuid>,
+    Json(b): Json<AlertTicket>,
+) -> Created<Ticket> {
+    created(tickets::from_alert(&app, &ctx.p, id, b).await?)
+}
+
+/// A ticket with its history.
+#[utoipa::path(get, path = "/v1/tickets/{id}", operation_id = "ticket_view", tag = "alerts",
+    params(("id" = Uuid, Path)), responses((status = 200, body = Ticket), (status = "default", body = ErrorBody)))]
+pub async fn ticket_view(State(app): State<AppRef>, ctx: Ctx, Path(id): Path<Uuid>) -> Ok<Ticket> {
+    Ok(axum::Json(tickets::get(&app, &ctx.p, id).await?))
+}
+
+/// Assign or reprioritize a ticket.
+#[utoipa::path(patch, path = "/v1/tickets/{id}", operation_id = "ticket_update", tag = "alerts",
+    params(("id" = Uuid, Path)), request_body = TicketUpdate,
+    responses((status = 200, body = Ticket), (status = "default", body = ErrorBody)))]
+pub async fn ticket_update(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Path(id): Path<Uuid>,
+    Json(b): Json<TicketUpdate>,
+) -> Ok<Ticket> {
+    Ok(axum::Json(tickets::update(&app, &ctx.p, id, b).await?))
+}
+
+/// Move a ticket: claimed, in_progress, resolved, closed (or back to open/in_progress).
+#[utoipa::path(post, path = "/v1/tickets/{id}/transition", operation_id = "ticket_transition", tag = "alerts",
+    params(("id" = Uuid, Path)), request_body = TicketTransition,
+    responses((status = 200, body = Ticket), (status = "default", body = ErrorBody)))]
+pub async fn ticket_transition(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Path(id): Path<Uuid>,
+    Json(b): Json<TicketTransition>,
+) -> Ok<Ticket> {
+    Ok(axum::Json(tickets::transition(&app, &ctx.p, id, b).await?))
+}
+
+#[utoipa::path(post, path = "/v1/tickets/{id}/comments", operation_id = "ticket_comment", tag = "alerts",
+    params(("id" = Uuid, Path)), request_body = TicketComment,
+    responses((status = 200, body = Ticket), (status = "default", body = ErrorBody)))]
+pub async fn ticket_comment(
+    State(app): State<AppRef>,
+    ctx: Ctx,
+    Path(id): Path<Uuid>,
+    Json(b): Json<TicketComment>,
+) -> Ok<Ticket> {
+    Ok(axum::Json(tickets::comment(&app, &ctx.p, id, b).await?))
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use stratus_api::{
     Alert, AlertRule, AlertState, ChannelKind, DeliveryStatus, Notification, NotifyChannel,
-    Severity, Silence,
+    Severity, Silence, Ticket, TicketEvent, TicketState,
 };
 use uuid::Uuid;
 
@@ -56,7 +56,7 @@ pub struct AlertRow {
 
 const ALERT_COLS: &str = "id, fingerprint, name, source, rule_id, severity, state, labels, \
     summary, value, project_id, vdc_id, host_id, suppressed, notified, count, started_at, \
-    last_fired_at, resolved_at, acknowledged_by, acknowledged_at, ack_comment";
+    last_fired_at, resolved_at, acknowledged_by, acknowledged_at, ack_comment, ticket_id";
 
 fn alert_from_row(r: &AnyRow) -> Result<AlertRow> {
     let state = match col_str(r, "state")?.as_str() {
@@ -87,6 +87,7 @@ fn alert_from_row(r: &AnyRow) -> Result<AlertRow> {
             acknowledged_by: col_opt_str(r, "acknowledged_by")?,
             acknowledged_at: col_opt_time(r, "acknowledged_at")?,
             ack_comment: col_str(r, "ack_comment")?,
+            ticket_id: col_opt_uuid(r, "ticket_id")?,
         },
     })
 }
@@ -196,7 +197,20 @@ impl Store {
         tail: &str,
         f: fn(&AnyRow) -> Result<T>,
     ) -> Result<Vec<T>> {
-        let (sql, args) = c.render(&format!("SELECT {cols} FROM {table}"), tail, vec![]);
+        self.rows_where_args(cols, table, c, tail, vec![], f).await
+    }
+
+    /// [`Store::rows_where`] with arguments in the tail (a page's cursor and limit).
+    async fn rows_where_args<T>(
+        &self,
+        cols: &str,
+        table: &str,
+        c: &Conds,
+        tail: &str,
+        tail_args: Vec<super::Arg>,
+        f: fn(&AnyRow) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let (sql, args) = c.render(&format!("SELECT {cols} FROM {table}"), tail, tail_args);
         let rows = sqlx::query_with(&sql, args)
             .fetch_all(&self.db.read)
             .await?;
@@ -320,7 +334,7 @@ impl Store {
         let x = &a.alert;
         sqlx::query(&format!(
             "INSERT INTO alerts ({ALERT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
         ))
         .bind(x.id.to_string())
         .bind(&a.fingerprint)
@@ -344,6 +358,7 @@ impl Store {
         .bind(x.acknowledged_by.clone())
         .bind(x.acknowledged_at.map(time_text))
         .bind(&x.ack_comment)
+        .bind(opt_text(x.ticket_id))
         .execute(&self.db.write)
         .await?;
         Ok(())
@@ -407,18 +422,12 @@ impl Store {
         paging: &Paging,
     ) -> Result<(Vec<Alert>, Option<String>)> {
         let (tail, tail_args) = paging.apply(c, "id");
-        let (sql, args) = c.render(
-            &format!("SELECT {ALERT_COLS} FROM alerts"),
-            &tail,
-            tail_args,
-        );
-        let rows = sqlx::query_with(&sql, args)
-            .fetch_all(&self.db.read)
-            .await?;
-        let items = rows
-            .iter()
-            .map(|r| alert_from_row(r).map(|a| a.alert))
-            .collect::<Result<Vec<_>>>()?;
+        let items = self
+            .rows_where_args(ALERT_COLS, "alerts", c, &tail, tail_args, alert_from_row)
+            .await?
+            .into_iter()
+            .map(|a| a.alert)
+            .collect();
         Ok(paging.finish(items, |a| (time_text(a.started_at), a.id.to_string())))
     }
 
@@ -668,5 +677,174 @@ impl Store {
         .fetch_one(&self.db.read)
         .await?;
         Ok(n)
+    }
+}
+
+const TICKET_COLS: &str = "id, title, description, state, priority, assignee, alert_id, \
+    project_id, vdc_id, created_by, created_at, updated_at, resolved_at, closed_at";
+
+fn ticket_from_row(r: &AnyRow) -> Result<Ticket> {
+    let state = col_str(r, "state")?;
+    Ok(Ticket {
+        id: col_uuid(r, "id")?,
+        title: col_str(r, "title")?,
+        description: col_str(r, "description")?,
+        state: TicketState::parse(&state)
+            .ok_or_else(|| Error::internal(format!("bad ticket state {state:?}")))?,
+        priority: severity(r, "priority")?,
+        assignee: col_opt_str(r, "assignee")?,
+        alert_id: col_opt_uuid(r, "alert_id")?,
+        project_id: col_opt_uuid(r, "project_id")?,
+        vdc_id: col_opt_uuid(r, "vdc_id")?,
+        created_by: col_str(r, "created_by")?,
+        created_at: col_time(r, "created_at")?,
+        updated_at: col_time(r, "updated_at")?,
+        resolved_at: col_opt_time(r, "resolved_at")?,
+        closed_at: col_opt_time(r, "closed_at")?,
+        events: vec![],
+    })
+}
+
+async fn ticket_event(
+    tx: &mut super::instances::Tx,
+    ticket: Uuid,
+    author: &str,
+    kind: &str,
+    body: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO ticket_events (id, ticket_id, at, author, kind, body) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(Uuid::new_v4().to_string())
+    .bind(ticket.to_string())
+    .bind(time_text(Utc::now()))
+    .bind(author)
+    .bind(kind)
+    .bind(body)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// A new ticket, linked to its alert (if any) in the same transaction; an alert has
+    /// at most one ticket.
+    pub async fn ticket_insert(&self, t: &Ticket) -> Result<()> {
+        let mut tx = self.db.write.begin().await?;
+        if let Some(a) = t.alert_id {
+            let n =
+                sqlx::query("UPDATE alerts SET ticket_id = $2 WHERE id = $1 AND ticket_id IS NULL")
+                    .bind(a.to_string())
+                    .bind(t.id.to_string())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            if n == 0 {
+                return Err(Error::conflict(format!("alert {a} already has a ticket")));
+            }
+        }
+        sqlx::query(&format!(
+            "INSERT INTO tickets ({TICKET_COLS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        ))
+        .bind(t.id.to_string())
+        .bind(&t.title)
+        .bind(&t.description)
+        .bind(t.state.as_str())
+        .bind(t.priority.as_str())
+        .bind(t.assignee.clone())
+        .bind(opt_text(t.alert_id))
+        .bind(opt_text(t.project_id))
+        .bind(opt_text(t.vdc_id))
+        .bind(&t.created_by)
+        .bind(time_text(t.created_at))
+        .bind(time_text(t.updated_at))
+        .bind(t.resolved_at.map(time_text))
+        .bind(t.closed_at.map(time_text))
+        .execute(&mut *tx)
+        .await?;
+        ticket_event(&mut tx, t.id, &t.created_by, "state", "open").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn ticket_get(&self, id: Uuid) -> Result<Option<Ticket>> {
+        let Some(mut t) = self
+            .row_by_id(TICKET_COLS, "tickets", id, ticket_from_row)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT at, author, kind, body FROM ticket_events WHERE ticket_id = $1 \
+             ORDER BY at, id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.db.read)
+        .await?;
+        t.events = rows
+            .iter()
+            .map(|r| {
+                Ok(TicketEvent {
+                    at: col_time(r, "at")?,
+                    author: col_str(r, "author")?,
+                    kind: col_str(r, "kind")?,
+                    body: col_str(r, "body")?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Some(t))
+    }
+
+    /// A page of tickets (by creation time).
+    pub async fn ticket_list(
+        &self,
+        c: &mut Conds,
+        paging: &Paging,
+    ) -> Result<(Vec<Ticket>, Option<String>)> {
+        let (tail, tail_args) = paging.apply(c, "id");
+        let items = self
+            .rows_where_args(TICKET_COLS, "tickets", c, &tail, tail_args, ticket_from_row)
+            .await?;
+        Ok(paging.finish(items, |t| (time_text(t.created_at), t.id.to_string())))
+    }
+
+    /// Write a ticket's state, assignee and priority, with one history event per change
+    /// (and the comment, if any), only if its state is still `from` (no lost update).
+    pub async fn ticket_change(
+        &self,
+        t: &Ticket,
+        from: TicketState,
+        author: &str,
+        events: &[(&str, String)],
+    ) -> Result<()> {
+        let mut tx = self.db.write.begin().await?;
+        let n = sqlx::query(
+            "UPDATE tickets SET state = $2, assignee = $3, priority = $4, updated_at = $5, \
+             resolved_at = $6, closed_at = $7 WHERE id = $1 AND state = $8",
+        )
+        .bind(t.id.to_string())
+        .bind(t.state.as_str())
+        .bind(t.assignee.clone())
+        .bind(t.priority.as_str())
+        .bind(time_text(t.updated_at))
+        .bind(t.resolved_at.map(time_text))
+        .bind(t.closed_at.map(time_text))
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(Error::conflict(format!(
+                "ticket {} changed meanwhile: read it again",
+                t.id
+            )));
+        }
+        for (kind, body) in events {
+            ticket_event(&mut tx, t.id, author, kind, body).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }

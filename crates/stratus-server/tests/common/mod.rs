@@ -429,8 +429,3 @@ pub async fn user_with_role(
     }
     (id(&u), ts.login(name, USER_PW).await)
 }
-
-/// A day from now, RFC 3339 (the end of a window that is open now).
-pub fn tomorrow() -> String {
-    (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339()
-}

@@ -171,7 +171,7 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 /// Who may change rules, silences and alerts of `project` (absent: the platform's).
-async fn require_scope_write(
+pub(crate) async fn require_scope_write(
     app: &App,
     p: &Principal,
     project: Option<Uuid>,
@@ -198,7 +198,12 @@ async fn require_scope_write(
 }
 
 /// Whether `p` sees what belongs to `project`/`vdc` (nothing: platform-wide readers only).
-async fn sees(app: &App, p: &Principal, project: Option<Uuid>, vdc: Option<Uuid>) -> Result<bool> {
+pub(crate) async fn sees(
+    app: &App,
+    p: &Principal,
+    project: Option<Uuid>,
+    vdc: Option<Uuid>,
+) -> Result<bool> {
     if p.visibility(Perm::ResourceRead).all {
         return Ok(true);
     }
@@ -213,7 +218,7 @@ async fn sees(app: &App, p: &Principal, project: Option<Uuid>, vdc: Option<Uuid>
 }
 
 /// Whether `p` may change what belongs to `project`/`vdc`.
-async fn may_write(
+pub(crate) async fn may_write(
     app: &App,
     p: &Principal,
     project: Option<Uuid>,
@@ -429,6 +434,7 @@ fn new_alert(
             acknowledged_by: None,
             acknowledged_at: None,
             ack_comment: String::new(),
+            ticket_id: None,
         },
     }
 }

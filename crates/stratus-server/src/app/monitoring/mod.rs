@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 pub mod alerts;
 pub mod notify;
+pub mod tickets;
 
 use super::App;
 use crate::authz::{Perm, Principal};
